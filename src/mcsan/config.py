@@ -1,0 +1,186 @@
+"""One config tree for every part of MCSAN: data, vocabularies, model, losses, training, evaluation.
+
+Configs are plain dataclasses. They load from and save to JSON or YAML, and take command-line
+overrides written as dotted paths (``train.lr=3e-4``, ``model.levels=[global,entity]``).
+The resolved config is saved beside every run and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from mcsan import ATTRIBUTE_LEVELS, LEVELS
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset directory (any supported layout)
+    layout: str = "auto"  # auto | hgr | bigfile | msrvtt | vatex
+    features: list[str] = field(default_factory=list)  # feature types to concatenate; [] = all
+    max_frames: int = 20  # frames per video fed to the model (uniformly resampled)
+    max_words: int = 32  # tokens per caption fed to the model
+    prepared: str = ""  # directory written by `mcsan prepare` (parses + vocabularies)
+    skip_invalid: bool = False  # skip (and report) invalid items instead of failing
+
+
+@dataclass
+class VocabConfig:
+    min_count: int = 2  # drop attributes seen fewer times than this in training captions
+    top_k: dict[str, int] = field(
+        default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 500}
+    )
+    word_min_count: int = 1  # word vocabulary for the text encoder
+
+
+@dataclass
+class ModelConfig:
+    video_dim: int = 0  # input feature dim; 0 = read from the data
+    embed_dim: int = 512  # joint embedding size per level
+    hidden_dim: int = 512  # encoder hidden size
+    word_dim: int = 300  # word-embedding size (GloVe files override it with their own)
+    levels: list[str] = field(default_factory=lambda: list(LEVELS))
+    level_weights: dict[str, float] = field(
+        default_factory=lambda: {level: 1.0 for level in LEVELS}
+    )
+    num_entity_queries: int = 4
+    num_action_queries: int = 4
+    dropout: float = 0.1
+    text_encoder: str = "gru"  # gru | sentence_transformer
+    text_backbone: str = ""  # local sentence-transformers model directory
+    glove: str = ""  # local GloVe-format text file for word-embedding initialisation
+    shared_attribute_projection: bool = True  # one projection per level for both modalities
+
+
+@dataclass
+class LossConfig:
+    margin: float = 0.2
+    ranking_per_level: bool = True  # hinge ranking on each level's similarity
+    ranking_fused: bool = True  # hinge ranking on the fused score
+    max_violation: bool = True  # hardest negatives (VSE++); False = sum over negatives
+    attribute_loss: str = "focal"  # focal | bce | none
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    attribute_weight: float = 1.0
+    kl: bool = True  # KL between video and text attribute distributions of matched pairs
+    kl_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/mcsan"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    schedule: str = "cosine"  # cosine | step | constant
+    grad_clip: float = 2.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision, used on CUDA only
+    num_workers: int = 0
+    eval_every: int = 1  # epochs between validation runs
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    protocol: str = "all-captions"  # written into every results JSON
+    chunk_size: int = 1024  # query rows scored at a time
+    batch_size: int = 256
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> Config:
+        unknown = [level for level in self.model.levels if level not in LEVELS]
+        if unknown:
+            raise ValueError(f"model.levels has unknown level(s) {unknown}; choose from {list(LEVELS)}")
+        if not self.model.levels:
+            raise ValueError("model.levels is empty; keep at least one of " + ", ".join(LEVELS))
+        if self.loss.attribute_loss not in ("focal", "bce", "none"):
+            raise ValueError(
+                f"loss.attribute_loss={self.loss.attribute_loss!r}; choose focal, bce or none"
+            )
+        bad_top_k = [k for k in self.vocab.top_k if k not in ATTRIBUTE_LEVELS]
+        if bad_top_k:
+            raise ValueError(f"vocab.top_k has unknown level(s) {bad_top_k}")
+        return self
+
+    # ----- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return _build(cls, data, "config").validate()
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
+        """Load a JSON or YAML config file and apply ``a.b=value`` overrides."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        config = _build(cls, data or {}, str(path))
+        return apply_overrides(config, overrides or [])
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (numbers, lists, bools)."""
+    data = config.to_dict()
+    for override in overrides:
+        if "=" not in override:
+            raise ValueError(f"override {override!r} must look like section.key=value")
+        dotted, raw = override.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = data
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                where = ".".join(keys[: depth + 1])
+                raise KeyError(f"override {override!r}: no config field {where!r}")
+            if depth == len(keys) - 1:
+                node[key] = yaml.safe_load(raw)
+            else:
+                node = node[key]
+    return Config.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a dataclass from a dict, rejecting unknown keys with the path that holds them."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise KeyError(f"{where}: unknown field(s) {unknown} in {cls.__name__}; known: {sorted(known)}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from mcsan.config import Config, apply_overrides
+
+
+def test_round_trip_json(tmp_path):
+    config = Config()
+    config.train.lr = 1e-3
+    config.model.levels = ["global", "entity"]
+    path = tmp_path / "config.json"
+    config.save(path)
+    loaded = Config.load(path)
+    assert loaded == config
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\nmodel:\n  embed_dim: 64\n")
+    config = Config.load(path, ["train.lr=0.5", "model.levels=[global, action]", "loss.kl=false"])
+    assert config.train.epochs == 3 and config.model.embed_dim == 64
+    assert config.train.lr == 0.5
+    assert config.model.levels == ["global", "action"]
+    assert config.loss.kl is False
+
+
+def test_unknown_field_named(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"train": {"epochz": 3}}))
+    with pytest.raises(KeyError, match="epochz"):
+        Config.load(path)
+    with pytest.raises(KeyError, match="train.nope"):
+        apply_overrides(Config(), ["train.nope=1"])
+
+
+def test_bad_level_rejected():
+    with pytest.raises(ValueError, match="unknown level"):
+        apply_overrides(Config(), ["model.levels=[global, scene]"])

@@ -27,6 +27,7 @@ class DataConfig:
     max_words: int = 32  # tokens per caption fed to the model
     prepared: str = ""  # directory written by `mcsan prepare` (parses + vocabularies)
     skip_invalid: bool = False  # skip (and report) invalid items instead of failing
+    check_values: bool = True  # scan every feature once for NaN/Inf when a dataset is read
 
 
 @dataclass

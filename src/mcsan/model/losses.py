@@ -1,0 +1,127 @@
+"""Losses of MCSAN: bidirectional hinge ranking, focal / plain BCE on attributes, attribute KL.
+
+Choices made here (the paper's abstract names the losses, not their exact form):
+
+* ``ranking_loss`` averages over positive pairs (not the sum of VSE++), so its scale does not
+  depend on the batch size and the margin keeps its meaning as the batch grows.
+* ``focal_bce`` and ``plain_bce`` sum over all (item, attribute) entries and divide by the
+  number of positive entries (at least 1), as RetinaNet does: with a large, imbalanced
+  vocabulary the easy negatives contribute almost nothing under focusing, and a mean over all
+  entries would shrink the loss with the vocabulary size. Both use the same normalisation, so
+  switching ``loss.attribute_loss`` between ``focal`` and ``bce`` changes only the focusing and
+  class weighting: ``focal_bce(alpha=None, gamma=0) == plain_bce`` exactly, and with
+  ``alpha=0.5`` it is half of it.
+* ``attribute_kl`` treats each side's attribute logits as a distribution over the vocabulary
+  (softmax with a temperature) and computes ``KL(text || video)``: a caption names only part of
+  what a video shows (the video's targets are the union over its captions), so the video's
+  distribution must cover the caption's attributes (mode-covering direction), while it may keep
+  mass on attributes other captions mention. The reverse direction would instead push the video
+  to drop everything this particular caption does not say.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def ranking_loss(
+    sim: torch.Tensor, positive_mask: torch.Tensor, margin: float, max_violation: bool = True
+) -> torch.Tensor:
+    """Bidirectional hinge ranking loss over a batch of captions x videos.
+
+    sim: (B_t, B_v) scores; positive_mask: (B_t, B_v) bool, True where caption i describes
+    video j (a batch may hold several captions of one video: those are never negatives).
+    For every positive pair (i, j) the text->video term uses the negatives of row i (other
+    videos) and the video->text term the negatives of column j (other captions):
+    ``[margin - s_ij + s_ik]_+`` and ``[margin - s_ij + s_kj]_+``, the hardest negative of
+    each when ``max_violation`` (VSE++), else summed over negatives. Returns the mean over
+    positive pairs of the two terms' sum.  # -> ()
+    """
+    if sim.dim() != 2 or positive_mask.shape != sim.shape:
+        raise ValueError(
+            f"sim {tuple(sim.shape)} and positive_mask {tuple(positive_mask.shape)} must both "
+            "be (captions, videos)"
+        )
+    if positive_mask.dtype != torch.bool:
+        raise TypeError(f"positive_mask must be bool, got {positive_mask.dtype}")
+    captions, videos = torch.nonzero(positive_mask, as_tuple=True)  # (P,), (P,)
+    if captions.numel() == 0:
+        raise ValueError("positive_mask has no positive pair; every batch needs matched pairs")
+    positive_score = sim[captions, videos][:, None]  # (P, 1)
+    # text -> video: row i against the videos that are negatives for caption i
+    row_cost = (margin - positive_score + sim[captions]).clamp(min=0)  # (P, B_v)
+    row_cost = row_cost.masked_fill(positive_mask[captions], 0.0)
+    # video -> text: column j against the captions that are negatives for video j
+    column_cost = (margin - positive_score + sim.T[videos]).clamp(min=0)  # (P, B_t)
+    column_cost = column_cost.masked_fill(positive_mask.T[videos], 0.0)
+    if max_violation:
+        per_pair = row_cost.amax(1) + column_cost.amax(1)  # (P,)
+    else:
+        per_pair = row_cost.sum(1) + column_cost.sum(1)  # (P,)
+    return per_pair.mean()
+
+
+def _check_attribute_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"attribute logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ "
+            "in shape; the vocabulary of the targets is not the model's"
+        )
+
+
+def focal_bce(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+) -> torch.Tensor:
+    """Focal binary cross-entropy (Lin et al., 2017) over multi-hot attribute targets.
+
+    logits: (B, V), targets: (B, V) in {0, 1}. Per entry
+    ``-alpha_t * (1 - p_t)**gamma * log(p_t)`` with ``p_t`` the probability of the true label
+    and ``alpha_t = alpha`` for positives, ``1 - alpha`` for negatives (no weighting when
+    ``alpha`` is None); summed and divided by the number of positives (at least 1).
+    Computed from ``logsigmoid`` so extreme logits stay finite.  # -> ()
+    """
+    _check_attribute_inputs(logits, targets)
+    targets = targets.to(logits.dtype)
+    log_p = F.logsigmoid(logits)  # (B, V) log P(label = 1)
+    log_not_p = F.logsigmoid(-logits)  # (B, V) log P(label = 0)
+    log_p_true = targets * log_p + (1 - targets) * log_not_p  # (B, V) log p_t
+    log_p_false = targets * log_not_p + (1 - targets) * log_p  # (B, V) log(1 - p_t)
+    loss = -log_p_true * torch.exp(gamma * log_p_false)  # (B, V)
+    if alpha is not None:
+        loss = loss * (targets * alpha + (1 - targets) * (1 - alpha))
+    return loss.sum() / targets.sum().clamp(min=1)
+
+
+def plain_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy, normalised like ``focal_bce``.  logits, targets: (B, V)  # -> ()"""
+    _check_attribute_inputs(logits, targets)
+    targets = targets.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+    return loss / targets.sum().clamp(min=1)
+
+
+def attribute_kl(
+    video_logits: torch.Tensor, text_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """``KL(text || video)`` between the attribute distributions of matched pairs.
+
+    video_logits, text_logits: (B, V), row i of each from the same (video, caption) pair.
+    Each row becomes a distribution over the V attributes by ``softmax(logits / temperature)``;
+    the loss is the sum over attributes, mean over pairs. Computed from ``log_softmax`` on
+    both sides, so it stays finite for extreme (finite) logits. Gradients reach both
+    modalities.  # -> ()
+    """
+    if video_logits.shape != text_logits.shape or video_logits.dim() != 2:
+        raise ValueError(
+            f"video logits {tuple(video_logits.shape)} and text logits "
+            f"{tuple(text_logits.shape)} must both be (pairs, attributes)"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    log_video = F.log_softmax(video_logits / temperature, dim=1)  # (B, V)
+    log_text = F.log_softmax(text_logits / temperature, dim=1)  # (B, V)
+    return F.kl_div(log_video, log_text, reduction="batchmean", log_target=True)

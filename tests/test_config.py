@@ -37,3 +37,12 @@ def test_unknown_field_named(tmp_path):
 def test_bad_level_rejected():
     with pytest.raises(ValueError, match="unknown level"):
         apply_overrides(Config(), ["model.levels=[global, scene]"])
+
+
+def test_scalars_are_coerced_or_rejected():
+    config = apply_overrides(Config(), ["train.lr=1e-3", "loss.margin=1"])
+    assert config.train.lr == 1e-3 and isinstance(config.loss.margin, float)
+    with pytest.raises(ValueError, match="train.epochs"):
+        apply_overrides(Config(), ["train.epochs=many"])
+    with pytest.raises(ValueError, match="train.lr"):
+        apply_overrides(Config(), ["train.lr=fast"])

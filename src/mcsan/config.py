@@ -183,5 +183,22 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, hint, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check scalar fields; numbers written as strings ("1e-3", which YAML reads as text) and
+    ints given for floats become the field's type."""
+    if hint is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}={value!r} is not a number") from None
+    if hint is int and not isinstance(value, int):
+        raise ValueError(f"{where}={value!r} is not an integer")
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"{where}={value!r} is not true/false")
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{where}={value!r} is not a string")
+    return value

@@ -1,17 +1,23 @@
 """Batches of tensors: the contract between the data layer and the model.
 
 A :class:`Batch` holds B matched (video, caption) pairs, padded, with masks and attribute
-targets. Padding value 0 in ``words`` is the pad id; ``WORD_UNK`` is the unknown-word id.
+targets. Word ids follow :mod:`mcsan.data.vocab` (``WORD_PAD`` pads, ``WORD_UNK`` is unknown).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-WORD_PAD = 0
-WORD_UNK = 1
+from mcsan.data.dataset import Split, uniform_indices
+from mcsan.data.vocab import WORD_PAD
+
+if TYPE_CHECKING:  # the prepared data is only passed through; importing it pulls in spaCy
+    from mcsan.data.prepare import PreparedData
+
 
 
 @dataclass
@@ -57,3 +63,159 @@ class Batch:
             regions=move(self.regions),
             extras={k: move(v) for k, v in self.extras.items()},
         )
+
+
+# ----- items: one video, one caption, or a matched pair ---------------------------------------
+
+
+def clip_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
+    """(frames, dim) -> (min(frames, max_frames), dim) by uniform frame selection."""
+    if frames.shape[0] > max_frames:
+        frames = frames[uniform_indices(frames.shape[0], max_frames)]
+    return frames
+
+
+class VideoItems(torch.utils.data.Dataset):
+    """One item per video of a split: ``{"video": (frames, dim), "video_id"}``."""
+
+    def __init__(self, split: Split, max_frames: int):
+        self.split = split
+        self.max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self.split.video_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        video_id = self.split.video_ids[index]
+        return {
+            "video": clip_frames(self.split.video_features(video_id), self.max_frames),
+            "video_id": video_id,
+        }
+
+
+class CaptionItems(torch.utils.data.Dataset):
+    """One item per caption of a split: tokens, word ids, level token positions, labels."""
+
+    def __init__(self, split: Split, prepared: PreparedData, max_words: int):
+        self.split = split
+        self.prepared = prepared
+        self.max_words = max_words
+        self.levels = tuple(prepared.vocabs)
+        missing = [c.caption_id for c in split.captions if c.caption_id not in prepared.parses]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} caption(s) of split {split.name!r} have no parse in the prepared "
+                f"data (first: {missing[:3]}); run `mcsan prepare` again on this dataset"
+            )
+
+    def video_labels(self) -> dict[str, dict[str, list[int]]]:
+        """Per video, the union of its captions' attribute ids per level."""
+        union: dict[str, dict[str, set[int]]] = {}
+        for caption in self.split.captions:
+            labels = union.setdefault(caption.video_id, {lv: set() for lv in self.levels})
+            for level, ids in self.prepared.targets(caption.caption_id).items():
+                labels[level].update(ids)
+        return {vid: {lv: sorted(ids) for lv, ids in per.items()} for vid, per in union.items()}
+
+    def __len__(self) -> int:
+        return len(self.split.captions)
+
+    def __getitem__(self, index: int) -> dict:
+        caption = self.split.captions[index]
+        parse = self.prepared.parses[caption.caption_id]
+        tokens = parse.tokens[: self.max_words]
+        return {
+            "tokens": tokens,
+            "words": self.prepared.words.encode(tokens),
+            "level_tokens": {
+                level: sorted({i for a in parse.level(level) for i in a.tokens if i < len(tokens)})
+                for level in self.levels
+            },
+            "text_labels": self.prepared.targets(caption.caption_id),
+            "video_id": caption.video_id,
+            "caption_id": caption.caption_id,
+        }
+
+
+class CaptionPairs(torch.utils.data.Dataset):
+    """One training item per caption: the caption plus its video's frames and video labels."""
+
+    def __init__(self, split: Split, prepared: PreparedData, max_frames: int, max_words: int):
+        self.captions = CaptionItems(split, prepared, max_words)
+        self.videos = VideoItems(split, max_frames)
+        self.video_index = {vid: i for i, vid in enumerate(split.video_ids)}
+        self.video_labels = self.captions.video_labels()
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.captions[index]
+        item.update(self.videos[self.video_index[item["video_id"]]])
+        item["video_labels"] = self.video_labels[item["video_id"]]
+        return item
+
+
+# ----- collation ---------------------------------------------------------------------------
+
+
+def collate_videos(items: list[dict]) -> dict:
+    """Pad videos: ``video`` (B, T, D) float32, ``video_mask`` (B, T) bool, ``video_ids``."""
+    frames = max(item["video"].shape[0] for item in items)
+    dim = items[0]["video"].shape[1]
+    video = torch.zeros(len(items), frames, dim)  # (B, T, D)
+    video_mask = torch.zeros(len(items), frames, dtype=torch.bool)  # (B, T)
+    for i, item in enumerate(items):
+        n_frames = item["video"].shape[0]
+        video[i, :n_frames] = torch.from_numpy(np.ascontiguousarray(item["video"]))
+        video_mask[i, :n_frames] = True
+    return {"video": video, "video_mask": video_mask, "video_ids": [it["video_id"] for it in items]}
+
+
+def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
+    """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
+    ``text_targets`` level -> (B, V) multi-hot, plus ``tokens``, ``video_ids``, ``caption_ids``."""
+    size = len(items)
+    length = max(1, max(len(item["words"]) for item in items))
+    words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
+    word_mask = torch.zeros(size, length, dtype=torch.bool)  # (B, L)
+    level_masks = {lv: torch.zeros(size, length, dtype=torch.bool) for lv in attribute_sizes}
+    text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
+    for i, item in enumerate(items):
+        n_words = len(item["words"])
+        words[i, :n_words] = torch.tensor(item["words"], dtype=torch.long)
+        word_mask[i, :n_words] = True
+        for level in attribute_sizes:
+            level_masks[level][i, item["level_tokens"][level]] = True
+            text_targets[level][i, item["text_labels"][level]] = 1.0
+    return {
+        "words": words,
+        "word_mask": word_mask,
+        "level_masks": level_masks,
+        "text_targets": text_targets,
+        "tokens": [item["tokens"] for item in items],
+        "video_ids": [item["video_id"] for item in items],
+        "caption_ids": [item["caption_id"] for item in items],
+    }
+
+
+def collate_pairs(items: list[dict], attribute_sizes: dict[str, int]) -> Batch:
+    """Pad a list of :class:`CaptionPairs` items into one :class:`Batch`."""
+    videos = collate_videos(items)
+    captions = collate_captions(items, attribute_sizes)
+    video_targets = {lv: torch.zeros(len(items), n) for lv, n in attribute_sizes.items()}  # (B, V)
+    for i, item in enumerate(items):
+        for level in attribute_sizes:
+            video_targets[level][i, item["video_labels"][level]] = 1.0
+    return Batch(
+        video=videos["video"],
+        video_mask=videos["video_mask"],
+        words=captions["words"],
+        word_mask=captions["word_mask"],
+        level_masks=captions["level_masks"],
+        video_targets=video_targets,
+        text_targets=captions["text_targets"],
+        tokens=captions["tokens"],
+        video_ids=captions["video_ids"],
+        caption_ids=captions["caption_ids"],
+    )

@@ -1,0 +1,143 @@
+"""The ``mcsan`` command line: thin wrappers that parse arguments and call library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mcsan import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as error:
+        print(f"mcsan {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcsan", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mcsan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="write the synthetic compositional benchmark")
+    synth.add_argument("out", type=Path, help="output directory (HGR layout)")
+    synth.add_argument("--size", default="small", help="preset: tiny, small, default, msrvtt")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                       help="change one SynthConfig field, e.g. --set noise=0.5 (repeatable)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    synth.set_defaults(handler=run_synth)
+
+    info = commands.add_parser("info", help="detect a dataset's layout, validate it, print stats")
+    info.add_argument("root", type=Path)
+    info.add_argument("--layout", default="auto")
+    info.add_argument("--skip-invalid", action="store_true",
+                      help="skip invalid items (each is counted and listed) instead of failing")
+    info.set_defaults(handler=run_info)
+
+    prepare = commands.add_parser("prepare", help="parse captions once; build vocabularies")
+    prepare.add_argument("root", type=Path, help="dataset directory (any supported layout)")
+    prepare.add_argument("--out", type=Path, required=True, help="prepared-data directory")
+    prepare.add_argument("--layout", default="auto")
+    prepare.add_argument("--config", type=Path, help="config file whose vocab section to use")
+    prepare.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+    prepare.add_argument("--skip-invalid", action="store_true")
+    prepare.set_defaults(handler=run_prepare)
+
+    train = commands.add_parser("train", help="train MCSAN")
+    train.add_argument("--config", type=Path, help="JSON or YAML config file")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
+    train.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split")
+    evaluate.add_argument("checkpoint", type=Path, help="checkpoint directory")
+    evaluate.add_argument("--split", default=None, help="split to evaluate (default: eval.split)")
+    evaluate.add_argument("--data", type=Path, help="dataset directory (default: the training one)")
+    evaluate.add_argument("--prepared", type=Path, help="prepared-data directory")
+    evaluate.add_argument("--out", type=Path, help="write the results JSON here")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    demo = commands.add_parser("demo", help="the main job on the built-in synthetic benchmark")
+    demo.add_argument("--out", type=Path, default=Path("demo_out"))
+    demo.add_argument("--size", default="small")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=run_demo)
+    return parser
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from mcsan.data.synth import synth_config, write_synth
+
+    config = synth_config(args.size, args.settings, seed=args.seed)
+    root = write_synth(args.out, config, overwrite=args.overwrite)
+    print(f"wrote the synthetic benchmark ({args.size}, seed {args.seed}) to {root}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from mcsan.data.layouts import read_dataset
+
+    dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
+    print(f"{dataset.root}: {dataset.layout} layout")
+    for split in dataset:
+        print(f"  {split}")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from mcsan.config import Config
+    from mcsan.data.layouts import read_dataset
+    from mcsan.data.prepare import prepare
+
+    config = Config.load(args.config) if args.config else Config()
+    dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
+    prepare(dataset, args.out, config.vocab, n_process=args.n_process)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mcsan.config import Config, apply_overrides
+    from mcsan.train import train
+
+    config = Config.load(args.config, args.overrides) if args.config else apply_overrides(
+        Config(), args.overrides
+    )
+    result = train(config, resume=args.resume)
+    print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mcsan.evaluate import evaluate_checkpoint, results_table, write_results
+
+    results = evaluate_checkpoint(
+        args.checkpoint, split=args.split, data_root=args.data, prepared_dir=args.prepared
+    )
+    print(results_table(results))
+    if args.out:
+        write_results(results, args.out)
+        print(f"results written to {args.out}")
+    else:
+        print(json.dumps(results["fused"], indent=2))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from mcsan.demo import run_demo as demo
+
+    demo(args.out, size=args.size, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Evaluation: encode a split once, then score every caption against every video in chunks.
+
+Results hold text→video and video→text R@1/5/10, MedR, MnR and rsum for the fused score and for
+each level alone, plus attribute-prediction mAP per level, and name the protocol they follow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mcsan.checkpoint import load_checkpoint
+from mcsan.config import Config
+from mcsan.data.batches import CaptionItems, VideoItems, collate_captions, collate_videos
+from mcsan.data.dataset import Split
+from mcsan.data.layouts import read_dataset
+from mcsan.data.prepare import PreparedData, load_prepared
+from mcsan.metrics import attribute_map, format_table, per_level_metrics, retrieval_metrics
+from mcsan.model.mcsan import MCSAN
+from mcsan.runtime import resolve_device
+
+
+def build_model(config: Config, prepared: PreparedData, video_dim: int) -> MCSAN:
+    """A fresh MCSAN sized for ``prepared``'s vocabularies and ``video_dim`` input features."""
+    return MCSAN(
+        config.model,
+        config.loss,
+        video_dim=video_dim,
+        vocab_size=len(prepared.words),
+        attribute_sizes={lv: len(v) for lv, v in prepared.vocabs.items()},
+    )
+
+
+def vocab_json(prepared: PreparedData) -> dict:
+    """The vocabularies a checkpoint stores: attribute vocabularies per level and the words."""
+    return {
+        "attributes": {level: vocab.to_json() for level, vocab in prepared.vocabs.items()},
+        "words": prepared.words.to_json(),
+    }
+
+
+def load_trained(
+    checkpoint_dir: Path, prepared: PreparedData, device: torch.device | str = "cpu"
+) -> tuple[MCSAN, Config]:
+    """Rebuild the model saved in ``checkpoint_dir``; ``prepared`` must hold the same vocabularies."""
+    checkpoint = load_checkpoint(checkpoint_dir)
+    config = checkpoint.config
+    if checkpoint.vocab != vocab_json(prepared):
+        raise ValueError(
+            f"the vocabularies in {checkpoint_dir} differ from those of the prepared data "
+            f"{config.data.prepared!r}; evaluate with the prepared directory the model was "
+            "trained with (--prepared)"
+        )
+    model = build_model(config, prepared, config.model.video_dim)
+    model.load_state_dict(checkpoint.model_state)
+    return model.to(device).eval(), config
+
+
+def evaluate_checkpoint(
+    checkpoint_dir: Path,
+    *,
+    split: str | None = None,
+    data_root: Path | None = None,
+    prepared_dir: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint directory on one split of its dataset (or of ``data_root``)."""
+    config = load_checkpoint(checkpoint_dir).config
+    dataset = read_dataset(
+        data_root or config.data.root,
+        config.data.layout,
+        features=config.data.features or None,
+        skip_invalid=config.data.skip_invalid,
+        check_values=config.data.check_values,
+    )
+    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
+    torch_device = resolve_device(device)
+    model, config = load_trained(checkpoint_dir, prepared, torch_device)
+    split_name = split or config.eval.split
+    encoded = encode_split(model, dataset[split_name], prepared, config, torch_device, progress)
+    results = evaluate_encoded(encoded, model, config, split_name)
+    results["checkpoint"] = str(checkpoint_dir)
+    return results
+
+
+@dataclass
+class EncodedSplit:
+    video_ids: list[str]
+    caption_ids: list[str]
+    caption_to_video: torch.Tensor  # (M,) index of each caption's video in video_ids
+    video_emb: dict[str, torch.Tensor]  # level -> (N, E), L2-normalised
+    text_emb: dict[str, torch.Tensor]  # level -> (M, E), L2-normalised
+    video_attr_logits: dict[str, torch.Tensor]  # level -> (N, V)
+    text_attr_logits: dict[str, torch.Tensor]  # level -> (M, V)
+    video_targets: dict[str, torch.Tensor]  # level -> (N, V) multi-hot, union over captions
+    text_targets: dict[str, torch.Tensor]  # level -> (M, V) multi-hot
+
+
+@torch.no_grad()
+def encode_split(
+    model: MCSAN,
+    split: Split,
+    prepared: PreparedData,
+    config: Config,
+    device: torch.device,
+    progress: bool = True,
+) -> EncodedSplit:
+    """Encode every video and every caption of ``split`` once (no pairwise work here)."""
+    model.eval()
+    attribute_sizes = {lv: len(v) for lv, v in prepared.vocabs.items()}
+    batch_size = config.eval.batch_size
+    workers = config.train.num_workers
+
+    videos = VideoItems(split, config.data.max_frames)
+    video_chunks: dict[str, list[torch.Tensor]] = {}
+    video_logit_chunks: dict[str, list[torch.Tensor]] = {}
+    loader = DataLoader(videos, batch_size=batch_size, collate_fn=collate_videos, num_workers=workers)
+    for batch in tqdm(loader, desc=f"encode {split.name} videos", disable=not progress, leave=False):
+        emb = model.encode_video(batch["video"].to(device), batch["video_mask"].to(device))
+        _append(video_chunks, emb)
+        _append(video_logit_chunks, model.predict_attributes(emb, modality="video"))
+
+    captions = CaptionItems(split, prepared, config.data.max_words)
+    text_chunks: dict[str, list[torch.Tensor]] = {}
+    text_logit_chunks: dict[str, list[torch.Tensor]] = {}
+    target_chunks: dict[str, list[torch.Tensor]] = {}
+    loader = DataLoader(
+        captions,
+        batch_size=batch_size,
+        collate_fn=partial(collate_captions, attribute_sizes=attribute_sizes),
+        num_workers=workers,
+    )
+    for batch in tqdm(loader, desc=f"encode {split.name} captions", disable=not progress, leave=False):
+        level_masks = {lv: m.to(device) for lv, m in batch["level_masks"].items()}
+        emb = model.encode_text(
+            batch["words"].to(device), batch["word_mask"].to(device), level_masks, batch["tokens"]
+        )
+        _append(text_chunks, emb)
+        _append(text_logit_chunks, model.predict_attributes(emb, modality="text"))
+        _append(target_chunks, batch["text_targets"])
+
+    video_index = {vid: i for i, vid in enumerate(split.video_ids)}
+    caption_to_video = torch.tensor([video_index[c.video_id] for c in split.captions])
+    video_labels = captions.video_labels()
+    video_targets = {
+        lv: torch.zeros(len(split.video_ids), n) for lv, n in attribute_sizes.items()
+    }  # level -> (N, V)
+    for vid, labels in video_labels.items():
+        for level, ids in labels.items():
+            video_targets[level][video_index[vid], ids] = 1.0
+    return EncodedSplit(
+        video_ids=list(split.video_ids),
+        caption_ids=[c.caption_id for c in split.captions],
+        caption_to_video=caption_to_video,
+        video_emb=_cat(video_chunks),
+        text_emb=_cat(text_chunks),
+        video_attr_logits=_cat(video_logit_chunks),
+        text_attr_logits=_cat(text_logit_chunks),
+        video_targets=video_targets,
+        text_targets=_cat(target_chunks),
+    )
+
+
+def evaluate_encoded(encoded: EncodedSplit, model: MCSAN, config: Config, split_name: str) -> dict:
+    """Fused and per-level retrieval metrics plus attribute mAP, as a JSON-ready dict."""
+    weights = model.level_weights
+    results = {
+        "protocol": config.eval.protocol,
+        "split": split_name,
+        "videos": len(encoded.video_ids),
+        "captions": len(encoded.caption_ids),
+        "fused": retrieval_metrics(
+            encoded.text_emb,
+            encoded.video_emb,
+            encoded.caption_to_video,
+            level_weights=weights,
+            chunk_size=config.eval.chunk_size,
+        ),
+        "levels": per_level_metrics(
+            encoded.text_emb,
+            encoded.video_emb,
+            encoded.caption_to_video,
+            chunk_size=config.eval.chunk_size,
+        ),
+        "attributes": {},
+    }
+    for level, logits in encoded.video_attr_logits.items():
+        results["attributes"][level] = {
+            "video_map": attribute_map(logits, encoded.video_targets[level]),
+            "text_map": attribute_map(encoded.text_attr_logits[level], encoded.text_targets[level]),
+        }
+    return results
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def results_table(results: dict) -> str:
+    """The fused row and one row per level, then attribute mAP per level."""
+    lines = [
+        f"{results['split']} split, protocol {results['protocol']}: "
+        f"{results['captions']} captions x {results['videos']} videos",
+        format_table({"fused": results["fused"], **results["levels"]}),
+    ]
+    for level, maps in results.get("attributes", {}).items():
+        lines.append(
+            f"attribute mAP {level:<12} video {maps['video_map']:5.1f}   text {maps['text_map']:5.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _append(store: dict[str, list[torch.Tensor]], tensors: dict[str, torch.Tensor]) -> None:
+    for key, value in tensors.items():
+        store.setdefault(key, []).append(value.detach().float().cpu())
+
+
+def _cat(store: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.cat(chunks) for key, chunks in store.items()}

@@ -1,0 +1,262 @@
+"""Training: AdamW, warm-up + cosine/step schedule, gradient clipping, AMP on CUDA.
+
+Every run directory holds the resolved ``config.json``, ``run_info.json`` (seed, device count,
+effective batch), ``log.csv``, TensorBoard events, ``curves.png``, and two checkpoints:
+``best`` (by validation rsum) and ``last`` (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mcsan import __version__
+from mcsan.checkpoint import load_checkpoint, save_checkpoint
+from mcsan.config import Config
+from mcsan.data.batches import CaptionPairs, collate_pairs
+from mcsan.data.layouts import read_dataset
+from mcsan.data.prepare import load_prepared
+from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
+from mcsan.model.text import glove_dim, load_glove
+from mcsan.runtime import resolve_device, seed_everything
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a loss term becomes NaN or Inf; names the step and the term."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_dir: Path
+    last_dir: Path
+    best_rsum: float
+    history: list[dict]
+
+
+def lr_factor(step: int, total_steps: int, config: Config) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
+    warmup = config.train.warmup_steps
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if config.train.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if config.train.schedule == "step":
+        return 0.1 ** int(progress * 3)  # drops by 10x at 1/3 and 2/3 of training
+    if config.train.schedule == "constant":
+        return 1.0
+    raise ValueError(f"train.schedule={config.train.schedule!r}; choose cosine, step or constant")
+
+
+def train(config: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train MCSAN on ``config.data`` and return where the checkpoints are."""
+    config.validate()
+    run_dir = Path(config.train.out_dir)
+    last_dir, best_dir = run_dir / "last", run_dir / "best"
+    if not resume and last_dir.exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+            "train.out_dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed)
+
+    dataset = read_dataset(
+        config.data.root,
+        config.data.layout,
+        features=config.data.features or None,
+        skip_invalid=config.data.skip_invalid,
+        check_values=config.data.check_values,
+    )
+    prepared = load_prepared(Path(config.data.prepared), dataset)
+    train_split, val_split = dataset["train"], dataset["val"]
+    video_dim = config.model.video_dim or train_split.feature_dim
+    config.model.video_dim = video_dim
+    glove = None
+    if config.model.glove:  # word vectors set the word size; loaded only for a fresh run
+        config.model.word_dim = glove_dim(config.model.glove)
+        glove = None if resume else load_glove(config.model.glove, prepared.words.words)
+    model = build_model(config, prepared, video_dim)
+    if glove is not None:
+        model.text.load_word_vectors(glove)
+        print(glove.report(prepared.words.words))
+    model = model.to(device)
+    attribute_sizes = {lv: len(v) for lv, v in prepared.vocabs.items()}
+
+    pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
+    drop_last = len(pairs) > config.train.batch_size
+    steps_per_epoch = len(pairs) // config.train.batch_size if drop_last else 1
+    total_steps = steps_per_epoch * config.train.epochs
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(lr_factor, total_steps=total_steps, config=config)
+    )
+    use_amp = config.train.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, step, best_rsum, history = 0, 0, -math.inf, []
+    if resume:
+        state = load_checkpoint(last_dir)
+        model.load_state_dict(state.model_state)
+        optimizer.load_state_dict(state.optimizer_state)
+        scheduler.load_state_dict(state.scheduler_state)
+        trainer = state.trainer_state
+        start_epoch, step = trainer["epoch"] + 1, trainer["step"]
+        best_rsum, history = trainer["best_rsum"], trainer["history"]
+        torch.set_rng_state(torch.tensor(trainer["torch_rng"], dtype=torch.uint8))
+
+    config.save(run_dir / "config.json")
+    _write_run_info(run_dir, config, device, steps_per_epoch)
+    vocabularies = vocab_json(prepared)
+    csv_path = run_dir / "log.csv"
+    writer = _tensorboard_writer(run_dir)
+
+    for epoch in range(start_epoch, config.train.epochs):
+        model.train()
+        generator = torch.Generator().manual_seed(config.train.seed * 1000 + epoch)
+        loader = DataLoader(
+            pairs,
+            batch_size=config.train.batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            generator=generator,
+            collate_fn=partial(collate_pairs, attribute_sizes=attribute_sizes),
+            num_workers=config.train.num_workers,
+        )
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
+        for batch in bar:
+            batch = batch.to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss, terms = model.compute_loss(batch)
+            _check_finite(loss, terms, step, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            values = {"loss": loss.item(), **{k: float(v) for k, v in terms.items()}}
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+                writer.add_scalar(f"train/{key}", value, step)
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
+        n_batches = max(1, len(loader))
+        record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0]}
+        record.update({k: v / n_batches for k, v in sums.items()})
+
+        is_eval_epoch = (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == config.train.epochs
+        if is_eval_epoch:
+            encoded = encode_split(model, val_split, prepared, config, device, progress=progress)
+            results = evaluate_encoded(encoded, model, config, "val")
+            record["val_rsum"] = results["fused"]["rsum"]
+            writer.add_scalar("val/rsum", record["val_rsum"], step)
+            if record["val_rsum"] > best_rsum:
+                best_rsum = record["val_rsum"]
+                _save(best_dir, config, model, vocabularies, optimizer, scheduler, epoch, step,
+                      best_rsum, history + [record], results)
+        history.append(record)
+        _append_csv(csv_path, record)
+        _save(last_dir, config, model, vocabularies, optimizer, scheduler, epoch, step, best_rsum,
+              history, None)
+        if progress:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
+            tqdm.write(f"epoch {epoch + 1}: {shown}")
+    writer.close()
+    plot_curves(history, run_dir / "curves.png")
+    return TrainResult(run_dir, best_dir, last_dir, best_rsum, history)
+
+
+def _check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int, epoch: int) -> None:
+    if torch.isfinite(loss):
+        return
+    bad = [name for name, value in terms.items() if not torch.isfinite(torch.as_tensor(value))]
+    raise NonFiniteLossError(
+        f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); non-finite term(s): "
+        f"{bad or ['total']}. Lower train.lr or train.grad_clip, or check the features "
+        "for extreme values (mcsan info validates them)"
+    )
+
+
+def _save(directory, config, model, vocabularies, optimizer, scheduler, epoch, step, best_rsum,
+          history, metrics) -> None:
+    save_checkpoint(
+        directory,
+        config=config,
+        model_state=model.state_dict(),
+        vocab=vocabularies,
+        optimizer_state=optimizer.state_dict(),
+        scheduler_state=scheduler.state_dict(),
+        trainer_state={
+            "epoch": epoch,
+            "step": step,
+            "best_rsum": best_rsum,
+            "history": history,
+            "torch_rng": torch.get_rng_state().tolist(),
+        },
+        metrics=metrics,
+    )
+
+
+def _write_run_info(run_dir: Path, config: Config, device: torch.device, steps: int) -> None:
+    info = {
+        "mcsan_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_count": torch.cuda.device_count() if device.type == "cuda" else 1,
+        "seed": config.train.seed,
+        "effective_batch": config.train.batch_size,
+        "steps_per_epoch": steps,
+    }
+    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _append_csv(path: Path, record: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(record))
+        if new:
+            writer.writeheader()
+        writer.writerow(record)
+
+
+def _tensorboard_writer(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Loss and validation rsum per epoch, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_rsum) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["loss"] for r in history], marker="o")
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
+    evals = [(r["epoch"], r["val_rsum"]) for r in history if "val_rsum" in r]
+    if evals:
+        ax_rsum.plot(*zip(*evals, strict=True), marker="o", color="tab:green")
+    ax_rsum.set(title="validation rsum", xlabel="epoch", ylabel="rsum")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,50 @@
+"""The command line end to end on tiny data: synth → info → prepare → train → evaluate → demo."""
+
+from __future__ import annotations
+
+import json
+
+from mcsan.cli import main
+
+
+def test_pipeline_through_the_command_line(tmp_path, capsys, one_thread):
+    data, prepared, run = tmp_path / "data", tmp_path / "prepared", tmp_path / "run"
+    assert main(["synth", str(data), "--size", "tiny", "--set", "num_videos=60"]) == 0
+    assert main(["info", str(data)]) == 0
+    assert "hgr layout" in capsys.readouterr().out
+    assert main(["prepare", str(data), "--out", str(prepared)]) == 0
+    assert (prepared / "vocab.json").is_file()
+    overrides = [f"data.root={data}", f"data.prepared={prepared}", f"train.out_dir={run}",
+                 "train.epochs=1", "train.batch_size=16", "model.embed_dim=16",
+                 "model.hidden_dim=16", "model.word_dim=8"]
+    assert main(["train", *overrides]) == 0
+    out = tmp_path / "results.json"
+    assert main(["evaluate", str(run / "best"), "--split", "test", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fused" in printed and "rsum" in printed and "attribute mAP" in printed
+    results = json.loads(out.read_text())
+    assert results["split"] == "test" and results["protocol"] == "all-captions"
+    assert set(results["levels"]) == {"global", "entity", "action", "relationship"}
+    assert set(results["attributes"]) == {"entity", "action", "relationship"}
+    fused = results["fused"]
+    assert fused["num_videos"] == results["videos"] and 0 <= fused["t2v_r1"] <= fused["t2v_r5"]
+    assert abs(fused["rsum"] - sum(fused[f"{d}_r{k}"] for d in ("t2v", "v2t")
+                                   for k in (1, 5, 10))) < 1e-6
+
+
+def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nowhere")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("mcsan info: error:") and "nowhere" in error
+    assert main(["train", "train.epochz=3"]) == 1
+    assert "epochz" in capsys.readouterr().err
+
+
+def test_demo_runs_on_the_tiny_preset(tmp_path, capsys, one_thread):
+    from mcsan.demo import run_demo
+
+    results = run_demo(tmp_path / "demo", size="tiny", epochs=2)
+    printed = capsys.readouterr().out
+    assert printed.count('query: "') == 3 and "predicted attributes" in printed
+    assert (tmp_path / "demo" / "test_results.json").is_file()
+    assert results["split"] == "test" and results["fused"]["rsum"] > 0

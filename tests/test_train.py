@@ -1,0 +1,103 @@
+"""Training end to end on the tiny synthetic benchmark: checkpoints, logs, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mcsan.config import Config, apply_overrides
+from mcsan.train import NonFiniteLossError, lr_factor, train
+
+TINY = [
+    "train.epochs=2",
+    "train.batch_size=32",
+    "train.warmup_steps=2",
+    "train.lr=1e-3",
+    "model.embed_dim=32",
+    "model.hidden_dim=32",
+    "model.word_dim=16",
+    "eval.batch_size=64",
+    "data.max_frames=8",
+]
+
+
+def tiny_config(tiny_prepared, out_dir, extra=()) -> Config:
+    root, prepared = tiny_prepared
+    config = apply_overrides(Config(), [*TINY, *extra])
+    config.data.root = str(root)
+    config.data.prepared = str(prepared)
+    config.train.out_dir = str(out_dir)
+    return config
+
+
+def test_train_writes_checkpoints_logs_and_plot(tiny_prepared, tmp_path, one_thread):
+    result = train(tiny_config(tiny_prepared, tmp_path / "run"), progress=False)
+    for directory in (result.best_dir, result.last_dir):
+        assert {"config.json", "model.safetensors", "vocab.json"} <= {
+            p.name for p in directory.iterdir()
+        }
+    saved = Config.load(result.run_dir / "config.json")
+    assert saved.model.video_dim == 32  # resolved from the data and written with the run
+    info = json.loads((result.run_dir / "run_info.json").read_text())
+    assert info["seed"] == 0 and info["effective_batch"] == 32 and info["device"] == "cpu"
+    lines = (result.run_dir / "log.csv").read_text().splitlines()
+    assert len(lines) == 3 and "val_rsum" in lines[0]
+    assert (result.run_dir / "curves.png").stat().st_size > 1000
+    assert any((result.run_dir / "tensorboard").iterdir())
+    assert len(result.history) == 2 and all("val_rsum" in r for r in result.history)
+    assert result.best_rsum == max(r["val_rsum"] for r in result.history)
+
+
+def test_same_seed_same_result_and_refuses_to_overwrite(tiny_prepared, tmp_path, one_thread):
+    first = train(tiny_config(tiny_prepared, tmp_path / "a"), progress=False)
+    second = train(tiny_config(tiny_prepared, tmp_path / "b"), progress=False)
+    weights_a = load_file(first.last_dir / "model.safetensors")
+    weights_b = load_file(second.last_dir / "model.safetensors")
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tiny_prepared, tmp_path / "a"), progress=False)
+
+
+def test_resume_continues_exactly(tiny_prepared, tmp_path, one_thread, monkeypatch):
+    straight = train(tiny_config(tiny_prepared, tmp_path / "straight", ["train.epochs=3"]),
+                     progress=False)
+
+    import mcsan.train as training
+
+    real_save = training._save
+
+    def save_then_crash(directory, *args, **kwargs):  # the process dies after epoch 1's save
+        real_save(directory, *args, **kwargs)
+        if directory.name == "last":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save", save_then_crash)
+    config = tiny_config(tiny_prepared, tmp_path / "resumed", ["train.epochs=3"])
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    monkeypatch.setattr(training, "_save", real_save)
+    resumed = train(config, resume=True, progress=False)
+
+    a = load_file(straight.last_dir / "model.safetensors")
+    b = load_file(resumed.last_dir / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert resumed.best_rsum == straight.best_rsum
+
+
+def test_non_finite_loss_names_step_and_term(tiny_prepared, tmp_path, one_thread):
+    config = tiny_config(tiny_prepared, tmp_path / "nan", ["train.lr=1e30", "train.warmup_steps=0",
+                                                           "train.grad_clip=1e30"])
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ \(epoch \d+\)"):
+        train(config, progress=False)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    config = apply_overrides(Config(), ["train.warmup_steps=10"])
+    factors = [lr_factor(step, 100, config) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.01
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--size", default="small")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=int, default=0,
+                      help="CPU threads for torch (default: one per core; use 1 on a busy machine)")
     demo.set_defaults(handler=run_demo)
     return parser
 
@@ -135,7 +137,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from mcsan.demo import run_demo as demo
 
-    demo(args.out, size=args.size, seed=args.seed)
+    demo(args.out, size=args.size, seed=args.seed, threads=args.threads)
     return 0
 
 

@@ -6,6 +6,7 @@ read back by the same reader as real data. Everything it makes lands under one d
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -40,8 +41,9 @@ DEMO_OVERRIDES = [
 ]
 
 
-def demo_config(out: Path, seed: int, epochs: int | None = None) -> Config:
+def demo_config(out: Path, seed: int, epochs: int | None = None, threads: int = 0) -> Config:
     config = apply_overrides(Config(), DEMO_OVERRIDES)
+    config.train.threads = threads
     if epochs is not None:
         config.train.epochs = epochs
     config.data.root = str(out / "data")
@@ -52,12 +54,17 @@ def demo_config(out: Path, seed: int, epochs: int | None = None) -> Config:
 
 
 def run_demo(
-    out: Path, size: str = "small", seed: int = 0, queries: int = 3, epochs: int | None = None
+    out: Path,
+    size: str = "small",
+    seed: int = 0,
+    queries: int = 3,
+    epochs: int | None = None,
+    threads: int = 0,
 ) -> dict:
     """Run the whole pipeline under ``out`` and return the test results."""
     out = Path(out)
     started = time.perf_counter()
-    config = demo_config(out, seed, epochs)
+    config = demo_config(out, seed, epochs, threads)
     _banner(f"1/5 synthesize the '{size}' benchmark → {config.data.root}")
     write_synth(config.data.root, SynthConfig.preset(size, seed=seed), overwrite=True)
 
@@ -69,9 +76,7 @@ def run_demo(
 
     _banner("3/5 train MCSAN")
     run = Path(config.train.out_dir)
-    if run.exists():
-        import shutil
-
+    if run.exists():  # the demo starts afresh each time; `mcsan train --resume` continues runs
         shutil.rmtree(run)
     result = train(config)
 

@@ -23,3 +23,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def configure_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch (0 keeps torch's default of one per core).
+
+    On a machine whose cores are busy with other work, fewer threads than cores is much faster:
+    torch's threads wait for each other at every operation.
+    """
+    if threads < 0:
+        raise ValueError(f"train.threads={threads}; use 0 (one per core) or a positive count")
+    if threads:
+        torch.set_num_threads(threads)

@@ -27,7 +27,7 @@ from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
 from mcsan.model.text import glove_dim, load_glove
-from mcsan.runtime import resolve_device, seed_everything
+from mcsan.runtime import configure_threads, resolve_device, seed_everything
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,6 +70,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.train.device)
+    configure_threads(config.train.threads)
     seed_everything(config.train.seed)
 
     dataset = read_dataset(
@@ -222,6 +223,7 @@ def _write_run_info(run_dir: Path, config: Config, device: torch.device, steps: 
         "device_count": torch.cuda.device_count() if device.type == "cuda" else 1,
         "seed": config.train.seed,
         "effective_batch": config.train.batch_size,
+        "cpu_threads": torch.get_num_threads(),
         "steps_per_epoch": steps,
     }
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -45,7 +45,8 @@ Attribute mAP
 average precision of that column: ``AP = mean over positives p of precision(>= score(p))``,
 where ``precision(>= s)`` counts every item scoring ``>= s`` (tied items enter together, as in
 scikit-learn's ``average_precision_score``). Attributes without positives are left out of the
-mean (their AP is undefined); the count used is returned by ``attribute_map_report``.
+mean (their AP is undefined); the count used is returned by ``attribute_map_report``. The
+mAP is given in percent, like the recalls.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from mcsan.train import train
 # Settings chosen on the validation split of the "small" preset; the demo's budget is a few
 # minutes on 2 CPU cores.
 DEMO_OVERRIDES = [
-    "train.epochs=12",
+    "train.epochs=8",
     "train.batch_size=128",
     "train.lr=1e-3",
     "train.warmup_steps=50",

@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "no_attribute_loss": ["loss.attribute_loss=none"],
     "no_kl": ["loss.kl=false"],
     "separate_projection": ["model.shared_attribute_projection=false"],
+    "neighbour_batches": ["train.neighbour_batches=true"],
 }
 
 # Training settings shared by every variant (chosen on the validation split of "small").

@@ -70,3 +70,29 @@ def test_video_items_and_missing_parses(train_pairs):
     prepared_missing = type(prepared)(**{**prepared.__dict__, "parses": parses})
     with pytest.raises(KeyError, match="mcsan prepare"):
         CaptionItems(split, prepared_missing, max_words=8)
+
+
+def test_neighbour_batches_pair_role_swapped_twins(train_pairs, tiny_prepared):
+    from mcsan.data.batches import NeighbourBatches
+    from mcsan.data.synth import read_synth_meta
+
+    split, prepared = train_pairs
+    pairs = CaptionPairs(split, prepared, max_frames=8, max_words=32)
+    sampler = NeighbourBatches(pairs, batch_size=16, generator=torch.Generator().manual_seed(0))
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == len(pairs) // 8
+    assert all(len(b) == 16 for b in batches)
+    anchors = [i for b in batches for i in b[:8]]
+    assert len(set(anchors)) == len(anchors)  # every caption at most once as an anchor
+    # the twins of the synthetic benchmark share entities and action: they are neighbours
+    meta = read_synth_meta(tiny_prepared[0])
+    twins = {v: s["twin"] for v, s in meta["videos"].items() if s.get("twin") in split.video_ids}
+    assert twins
+    ids = split.video_ids
+    found = sum(ids[sampler.neighbour[ids.index(v)]] == twin for v, twin in twins.items())
+    assert found / len(twins) >= 0.6
+    for batch in batches:  # the partner caption belongs to the anchor's neighbour video
+        for anchor, partner in zip(batch[:8], batch[8:], strict=True):
+            expected = sampler.neighbour[sampler.caption_video[anchor]]
+            assert sampler.caption_video[partner] == expected
+

@@ -45,6 +45,6 @@ def test_demo_runs_on_the_tiny_preset(tmp_path, capsys, one_thread):
 
     results = run_demo(tmp_path / "demo", size="tiny", epochs=2)
     printed = capsys.readouterr().out
-    assert printed.count('query: "') == 3 and "predicted attributes" in printed
+    assert printed.count('query: "') == 3 and "top-10 predicted" in printed
     assert (tmp_path / "demo" / "test_results.json").is_file()
     assert results["split"] == "test" and results["fused"]["rsum"] > 0

@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision, used on CUDA only
     num_workers: int = 0
+    neighbour_batches: bool = False  # pair each caption with one of its nearest-neighbour video
     threads: int = 0  # CPU threads for torch; 0 = torch's default (one per core)
     eval_every: int = 1  # epochs between validation runs
 

@@ -113,7 +113,7 @@ def show_query(
     print(f'\nquery: "{text}"   (its video {encoded.video_ids[truth]} ranks {rank})')
     parse = prepared.parses[encoded.caption_ids[query_index]]
     header = "  rank video         fused  " + "  ".join(f"{lv[:6]:>6}" for lv in levels)
-    print(header + "   predicted attributes that match the query")
+    print(header + "   query attributes among the video's top-10 predicted")
     for position, video in enumerate(torch.topk(fused, k).indices.tolist(), start=1):
         marker = "*" if video == truth else " "
         scores = "  ".join(f"{per_level[lv][video]:6.3f}" for lv in levels)
@@ -122,15 +122,18 @@ def show_query(
               f"{scores}   {matches}")
 
 
-def matching_attributes(video, parse, encoded: EncodedSplit, prepared: PreparedData) -> str:
-    """The query's attributes that the video's predicted attributes contain (probability)."""
+def matching_attributes(
+    video: int, parse, encoded: EncodedSplit, prepared: PreparedData, top: int = 10
+) -> str:
+    """The query's attributes among the video's ``top`` predicted ones per level (probability)."""
     shown = []
     for level, logits in encoded.video_attr_logits.items():
-        vocab = prepared.vocabs[level]
+        labels = prepared.vocabs[level].labels
         probabilities = torch.sigmoid(logits[video])  # (V,)
-        for label in dict.fromkeys(parse.labels(level)):
-            if label in vocab.index and probabilities[vocab.index[label]] >= 0.5:
-                shown.append(f"{label} {probabilities[vocab.index[label]]:.2f}")
+        wanted = set(parse.labels(level))
+        for index in torch.topk(probabilities, min(top, len(labels))).indices.tolist():
+            if labels[index] in wanted:
+                shown.append(f"{labels[index]} {probabilities[index]:.2f}")
     return ", ".join(shown) or "-"
 
 

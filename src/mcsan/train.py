@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from mcsan import __version__
 from mcsan.checkpoint import load_checkpoint, save_checkpoint
 from mcsan.config import Config
-from mcsan.data.batches import CaptionPairs, collate_pairs
+from mcsan.data.batches import CaptionPairs, NeighbourBatches, collate_pairs
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
@@ -98,6 +98,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
     drop_last = len(pairs) > config.train.batch_size
     steps_per_epoch = len(pairs) // config.train.batch_size if drop_last else 1
+    if config.train.neighbour_batches:  # half of each batch are anchors (NeighbourBatches)
+        steps_per_epoch = len(pairs) // (config.train.batch_size // 2)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
@@ -128,15 +130,15 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     for epoch in range(start_epoch, config.train.epochs):
         model.train()
         generator = torch.Generator().manual_seed(config.train.seed * 1000 + epoch)
-        loader = DataLoader(
-            pairs,
-            batch_size=config.train.batch_size,
-            shuffle=True,
-            drop_last=drop_last,
-            generator=generator,
-            collate_fn=partial(collate_pairs, attribute_sizes=attribute_sizes),
-            num_workers=config.train.num_workers,
-        )
+        collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
+        if config.train.neighbour_batches:
+            sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
+            loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
+                                num_workers=config.train.num_workers)
+        else:
+            loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
+                                drop_last=drop_last, generator=generator, collate_fn=collate,
+                                num_workers=config.train.num_workers)
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
         for batch in bar:

@@ -6,6 +6,7 @@ targets. Word ids follow :mod:`mcsan.data.vocab` (``WORD_PAD`` pads, ``WORD_UNK`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,76 @@ class CaptionPairs(torch.utils.data.Dataset):
         item.update(self.videos[self.video_index[item["video_id"]]])
         item["video_labels"] = self.video_labels[item["video_id"]]
         return item
+
+
+class NeighbourBatches(torch.utils.data.Sampler):
+    """Batches of caption indices in which every random anchor caption meets a caption of its
+    video's nearest neighbour: the other video whose entity and action labels (union over its
+    captions) are most alike by cosine similarity.
+
+    Videos that share entities and actions but differ in who does what to whom ("a dog chases
+    a cat" / "a cat chases a dog") seldom meet in a random batch, so the ranking loss hardly
+    sees them as negatives; here they meet in every epoch. Half of each batch are anchors, so
+    an epoch (every caption once as an anchor) takes twice the steps of a random one.
+    """
+
+    def __init__(
+        self,
+        pairs: CaptionPairs,
+        batch_size: int,
+        generator: torch.Generator,
+        levels: tuple[str, ...] = ("entity", "action"),
+    ):
+        if batch_size < 2:
+            raise ValueError("neighbour batches need a batch size of at least 2")
+        self.anchors_per_batch = batch_size // 2
+        self.generator = generator
+        video_ids = pairs.captions.split.video_ids
+        self.caption_video = [
+            pairs.video_index[c.video_id] for c in pairs.captions.split.captions
+        ]  # caption index -> video index
+        self.video_captions: list[list[int]] = [[] for _ in video_ids]
+        for caption_index, video_index in enumerate(self.caption_video):
+            self.video_captions[video_index].append(caption_index)
+        sizes = [len(pairs.captions.prepared.vocabs[level]) for level in levels]
+        labels = torch.zeros(len(video_ids), sum(sizes))  # (N, V_entity + V_action)
+        for video_index, video_id in enumerate(video_ids):
+            offset = 0
+            for level, size in zip(levels, sizes, strict=True):
+                ids = pairs.video_labels.get(video_id, {}).get(level, [])
+                labels[video_index, [offset + i for i in ids]] = 1.0
+                offset += size
+        self.neighbour = nearest_other(labels, has_captions=[bool(c) for c in self.video_captions])
+
+    def __len__(self) -> int:
+        return len(self.caption_video) // self.anchors_per_batch
+
+    def __iter__(self):
+        order = torch.randperm(len(self.caption_video), generator=self.generator).tolist()
+        for batch in range(len(self)):
+            anchors = order[batch * self.anchors_per_batch : (batch + 1) * self.anchors_per_batch]
+            partners = []
+            for anchor in anchors:
+                captions = self.video_captions[self.neighbour[self.caption_video[anchor]]]
+                pick = int(torch.randint(len(captions), (1,), generator=self.generator))
+                partners.append(captions[pick])
+            yield anchors + partners
+
+
+def nearest_other(labels: torch.Tensor, has_captions: list[bool], chunk: int = 1024) -> list[int]:
+    """For each row of ``labels`` (N, V) the most cosine-similar other row with captions."""
+    unit = torch.nn.functional.normalize(labels, dim=1)  # (N, V)
+    allowed = torch.tensor(has_captions)  # (N,)
+    if int(allowed.sum()) < 2:
+        raise ValueError("neighbour batches need at least two videos with captions")
+    neighbours = []
+    for start in range(0, unit.shape[0], chunk):
+        similarity = unit[start : start + chunk] @ unit.T  # (chunk, N)
+        similarity[:, ~allowed] = -math.inf
+        rows = torch.arange(similarity.shape[0])
+        similarity[rows, rows + start] = -math.inf  # never the video itself
+        neighbours.extend(similarity.argmax(dim=1).tolist())
+    return neighbours
 
 
 # ----- collation ---------------------------------------------------------------------------

@@ -46,6 +46,8 @@ VARIANTS: dict[str, list[str]] = {
     "no_kl": ["loss.kl=false"],
     "separate_projection": ["model.shared_attribute_projection=false"],
     "neighbour_batches": ["train.neighbour_batches=true"],
+    "global_only_sum_violation": ["model.levels=[global]", "loss.max_violation=false"],
+    "full_sum_violation": ["loss.max_violation=false"],
 }
 
 # Training settings shared by every variant: the demo's (chosen on the validation split of

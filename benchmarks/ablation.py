@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="default: per preset")
     parser.add_argument("--work", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="combine result files of earlier (e.g. parallel) runs into one table")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out or Path(__file__).parent / "results" / "ablation.json")
     if args.short:
         args.preset, args.seeds = "tiny", [0]
         args.variants = ["full", "global_only", "no_kl"]
@@ -177,6 +181,29 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    """One report from several result files of the same preset and epochs."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    settings = {(r["preset"], r["epochs"]) for r in reports}
+    if len(settings) != 1:
+        raise SystemExit(f"cannot merge runs of different presets/epochs: {sorted(settings)}")
+    rows: dict[str, list[dict]] = {}
+    for report in reports:
+        for variant, runs in report["runs"].items():
+            rows.setdefault(variant, []).extend(runs)
+    rows = {v: rows[v] for v in VARIANTS if v in rows}
+    summary = summarise(rows)
+    table = markdown(summary)
+    print(table)
+    merged = {**reports[0], "command": [r["command"] for r in reports],
+              "seconds": sum(r["seconds"] for r in reports), "summary": summary,
+              "runs": rows, "table": table, "merged_from": [str(p) for p in paths]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

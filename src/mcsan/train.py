@@ -20,7 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mcsan import __version__
-from mcsan.checkpoint import load_checkpoint, save_checkpoint
+from mcsan.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from mcsan.config import Config
 from mcsan.data.batches import CaptionPairs, NeighbourBatches, collate_pairs
 from mcsan.data.layouts import read_dataset
@@ -119,7 +124,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         trainer = state.trainer_state
         start_epoch, step = trainer["epoch"] + 1, trainer["step"]
         best_rsum, history = trainer["best_rsum"], trainer["history"]
-        torch.set_rng_state(torch.tensor(trainer["torch_rng"], dtype=torch.uint8))
+        restore_rng_state(trainer["rng"])
 
     config.save(run_dir / "config.json")
     _write_run_info(run_dir, config, device, steps_per_epoch)
@@ -127,18 +132,20 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     csv_path = run_dir / "log.csv"
     writer = _tensorboard_writer(run_dir)
 
+    generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
+    collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
+    if config.train.neighbour_batches:
+        sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
+        loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
+                            num_workers=config.train.num_workers)
+    else:
+        loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
+                            drop_last=drop_last, generator=generator, collate_fn=collate,
+                            num_workers=config.train.num_workers)
+
     for epoch in range(start_epoch, config.train.epochs):
         model.train()
-        generator = torch.Generator().manual_seed(config.train.seed * 1000 + epoch)
-        collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
-        if config.train.neighbour_batches:
-            sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
-            loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
-                                num_workers=config.train.num_workers)
-        else:
-            loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
-                                drop_last=drop_last, generator=generator, collate_fn=collate,
-                                num_workers=config.train.num_workers)
+        generator.manual_seed(config.train.seed * 1000 + epoch)
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
         for batch in bar:
@@ -210,7 +217,7 @@ def _save(directory, config, model, vocabularies, optimizer, scheduler, epoch, s
             "step": step,
             "best_rsum": best_rsum,
             "history": history,
-            "torch_rng": torch.get_rng_state().tolist(),
+            "rng": capture_rng_state(),
         },
         metrics=metrics,
     )

@@ -124,7 +124,7 @@ def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
         summary[variant] = {}
         for key in keys:
             values = [r[key] for r in runs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            std = statistics.stdev(values) if len(values) > 1 else None  # one seed: no spread
             summary[variant][key] = [statistics.fmean(values), std]
     return summary
 
@@ -132,12 +132,14 @@ def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
 def markdown(summary: dict) -> str:
     lines = ["| variant | test rsum | t2v R@1 | t2v R@5 | v2t R@1 | role-swap acc | val rsum |",
              "|---|---|---|---|---|---|---|"]
+
+    def cell(mean_std: list, digits: int) -> str:
+        mean, std = mean_std
+        return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
     for variant, stats in summary.items():
-        cells = [f"{m:.1f} ± {s:.1f}" for m, s in (stats[k] for k in
-                                                   ("rsum", "t2v_r1", "t2v_r5", "v2t_r1"))]
-        swap = stats["role_swap_acc"]
-        cells.append(f"{swap[0]:.3f} ± {swap[1]:.3f}")
-        cells.append(f"{stats['val_rsum'][0]:.1f} ± {stats['val_rsum'][1]:.1f}")
+        cells = [cell(stats[k], 1) for k in ("rsum", "t2v_r1", "t2v_r5", "v2t_r1")]
+        cells += [cell(stats["role_swap_acc"], 3), cell(stats["val_rsum"], 1)]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -101,3 +101,18 @@ def test_lr_schedule_warms_up_then_decays():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.01
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_checkpoint_refuses_other_vocabularies(tiny_prepared, tmp_path, one_thread):
+    from mcsan.data.prepare import load_prepared
+    from mcsan.data.vocab import WordVocab
+    from mcsan.evaluate import load_trained
+
+    result = train(tiny_config(tiny_prepared, tmp_path / "run", ["train.epochs=1"]),
+                   progress=False)
+    prepared = load_prepared(tiny_prepared[1])
+    model, config = load_trained(result.best_dir, prepared)  # the same vocabularies load
+    assert config.model.video_dim == 32 and not model.training
+    prepared.words = WordVocab.build([["a", "different", "vocabulary"]])
+    with pytest.raises(ValueError, match="--prepared"):
+        load_trained(result.best_dir, prepared)

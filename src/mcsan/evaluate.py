@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mcsan.checkpoint import load_checkpoint
+from mcsan.checkpoint import Checkpoint, load_checkpoint
 from mcsan.config import Config
 from mcsan.data.batches import CaptionItems, VideoItems, collate_captions, collate_videos
 from mcsan.data.dataset import Split
@@ -46,16 +46,18 @@ def vocab_json(prepared: PreparedData) -> dict:
 
 
 def load_trained(
-    checkpoint_dir: Path, prepared: PreparedData, device: torch.device | str = "cpu"
+    checkpoint: Path | Checkpoint, prepared: PreparedData, device: torch.device | str = "cpu"
 ) -> tuple[MCSAN, Config]:
-    """Rebuild the model saved in ``checkpoint_dir``; ``prepared`` must hold the same vocabularies."""
-    checkpoint = load_checkpoint(checkpoint_dir)
+    """Rebuild a saved model (from its directory or a loaded :class:`Checkpoint`);
+    ``prepared`` must hold the vocabularies it was trained with."""
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = load_checkpoint(checkpoint)
     config = checkpoint.config
     if checkpoint.vocab != vocab_json(prepared):
         raise ValueError(
-            f"the vocabularies in {checkpoint_dir} differ from those of the prepared data "
-            f"{config.data.prepared!r}; evaluate with the prepared directory the model was "
-            "trained with (--prepared)"
+            f"the checkpoint's vocabularies differ from those of the prepared data at "
+            f"{prepared.out_dir}; evaluate with the prepared directory the model was trained "
+            "with (--prepared)"
         )
     model = build_model(config, prepared, config.model.video_dim)
     model.load_state_dict(checkpoint.model_state)
@@ -72,7 +74,8 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict:
     """Evaluate a checkpoint directory on one split of its dataset (or of ``data_root``)."""
-    config = load_checkpoint(checkpoint_dir).config
+    checkpoint = load_checkpoint(checkpoint_dir)
+    config = checkpoint.config
     dataset = read_dataset(
         data_root or config.data.root,
         config.data.layout,
@@ -82,7 +85,7 @@ def evaluate_checkpoint(
     )
     prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
     torch_device = resolve_device(device)
-    model, config = load_trained(checkpoint_dir, prepared, torch_device)
+    model, config = load_trained(checkpoint, prepared, torch_device)
     split_name = split or config.eval.split
     encoded = encode_split(model, dataset[split_name], prepared, config, torch_device, progress)
     results = evaluate_encoded(encoded, model, config, split_name)

@@ -252,7 +252,48 @@ def write_bigfile(
 # --------------------------------------------------------------------------- feature stores
 
 
-class HDF5FeatureStore:
+class _IndexedStore:
+    """What every feature store shares: a name, a path, and an index from each video id to where
+    its frames are (an HDF5 dataset name, a file, or row numbers)."""
+
+    def __init__(self, name: str, path: Path, index: dict) -> None:
+        self.name = name
+        self.path = path
+        self._index = index
+
+    def video_ids(self) -> list[str]:
+        return list(self._index)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self._index
+
+    def _locate(self, video_id: str):
+        if video_id not in self._index:
+            raise KeyError(f"{self.path}: no {self.name} features for video {video_id}")
+        return self._index[video_id]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {str(self.path)!r}, videos={len(self._index)})"
+
+
+class _ShapesStore(_IndexedStore):
+    """A store whose dimension comes from its per-video shapes (each subclass's ``shapes()``,
+    read from file metadata) on first use."""
+
+    def __init__(self, name: str, path: Path, index: dict) -> None:
+        super().__init__(name, path, index)
+        self._shapes: dict[str, tuple[int, ...]] | None = None
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """The dimension most videos share (validation rejects the others)."""
+        if self._dim is None:
+            self._dim = _common_dim(self.shapes().values())
+        return self._dim
+
+
+class HDF5FeatureStore(_ShapesStore):
     """Frame features in one HDF5 file: one ``(frames, dim)`` dataset per video.
 
     The file is opened on first read in each process, never at construction, so the store
@@ -260,12 +301,8 @@ class HDF5FeatureStore:
     """
 
     def __init__(self, name: str, path: Path, keys: dict[str, str]) -> None:
-        self.name = name
-        self.path = path
-        self._keys = keys  # video id -> HDF5 dataset name
+        super().__init__(name, path, keys)  # video id -> HDF5 dataset name
         self._file = LazyHandle(partial(h5py.File, str(path), "r"))
-        self._shapes: dict[str, tuple[int, ...]] | None = None
-        self._dim: int | None = None
 
     @classmethod
     def open(
@@ -288,25 +325,12 @@ class HDF5FeatureStore:
         present = set(keys)
         return cls(name, path, {vid: key_of(vid) for vid in video_ids if key_of(vid) in present})
 
-    def video_ids(self) -> list[str]:
-        return list(self._keys)
-
-    def __contains__(self, video_id: object) -> bool:
-        return video_id in self._keys
-
-    @property
-    def dim(self) -> int:
-        """The dimension most videos share (validation rejects the others)."""
-        if self._dim is None:
-            self._dim = _common_dim(self.shapes().values())
-        return self._dim
-
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Every video's ``(frames, dim)`` shape, from file metadata (no feature read)."""
         if self._shapes is None:
             with h5py.File(self.path, "r") as file:
                 self._shapes = {
-                    vid: _frames_shape(_hdf5_shape(file, key)) for vid, key in self._keys.items()
+                    vid: _frames_shape(_hdf5_shape(file, key)) for vid, key in self._index.items()
                 }
         return self._shapes
 
@@ -315,10 +339,9 @@ class HDF5FeatureStore:
 
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""
-        if video_id not in self._keys:
-            raise KeyError(f"{self.path}: no {self.name} features for video {video_id}")
+        key = self._locate(video_id)
         # the low-level read skips h5py's selection machinery: about twice as fast per video
-        dataset = h5py.h5d.open(self._file.get().id, self._keys[video_id].encode("utf-8"))
+        dataset = h5py.h5d.open(self._file.get().id, key.encode("utf-8"))
         shape = _frames_shape(dataset.shape)
         if len(shape) != 2:
             raise ValueError(f"{self.path}: video {video_id} has features of shape {dataset.shape}")
@@ -327,19 +350,13 @@ class HDF5FeatureStore:
             dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
         return values.reshape(shape)
 
-    def __repr__(self) -> str:
-        return f"HDF5FeatureStore({self.name!r}, {str(self.path)!r}, videos={len(self._keys)})"
 
 
-class NpyDirFeatureStore:
+class NpyDirFeatureStore(_ShapesStore):
     """Frame features as one ``<video>.npy`` file per video under a directory (memory-mapped)."""
 
     def __init__(self, name: str, path: Path, files: dict[str, str]) -> None:
-        self.name = name
-        self.path = path
-        self._files = files  # video id -> file path relative to ``path``
-        self._shapes: dict[str, tuple[int, ...]] | None = None
-        self._dim: int | None = None
+        super().__init__(name, path, files)  # video id -> file path relative to ``path``
 
     @classmethod
     def scan(cls, name: str, path: Path) -> NpyDirFeatureStore:
@@ -360,24 +377,11 @@ class NpyDirFeatureStore:
                 files[video_id] = relative
         return cls(name, path, files)
 
-    def video_ids(self) -> list[str]:
-        return list(self._files)
-
-    def __contains__(self, video_id: object) -> bool:
-        return video_id in self._files
-
-    @property
-    def dim(self) -> int:
-        """The dimension most videos share (validation rejects the others)."""
-        if self._dim is None:
-            self._dim = _common_dim(self.shapes().values())
-        return self._dim
-
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Every readable video's ``(frames, dim)`` shape, from the ``.npy`` headers."""
         if self._shapes is None:
             shapes = {}
-            for video_id, relative in self._files.items():
+            for video_id, relative in self._index.items():
                 try:
                     shapes[video_id] = _frames_shape(_npy_shape(self.path / relative))
                 except (OSError, ValueError):
@@ -388,20 +392,16 @@ class NpyDirFeatureStore:
     def shape(self, video_id: str) -> tuple[int, ...]:
         if self._shapes is not None and video_id in self._shapes:
             return self._shapes[video_id]
-        return _frames_shape(_npy_shape(self.path / self._files[video_id]))
+        return _frames_shape(_npy_shape(self.path / self._locate(video_id)))
 
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""
-        if video_id not in self._files:
-            raise KeyError(f"{self.path}: no {self.name} features for video {video_id}")
-        file = self.path / self._files[video_id]
+        file = self.path / self._locate(video_id)
         return _as_frames(np.load(file, mmap_mode="r"), file, video_id)
 
-    def __repr__(self) -> str:
-        return f"NpyDirFeatureStore({self.name!r}, {str(self.path)!r}, videos={len(self._files)})"
 
 
-class RowFeatureStore:
+class RowFeatureStore(_IndexedStore):
     """Rows of one memory-mapped ``(rows, dim)`` matrix; a video is a list of row numbers.
 
     Serves the BigFile ``feature.bin`` (a video's frames are its rows) and HGR mean-pooled
@@ -416,30 +416,17 @@ class RowFeatureStore:
         dim: int,
         open_matrix: Callable[[], np.ndarray],
     ) -> None:
-        self.name = name
-        self.path = path
+        super().__init__(name, path, rows)  # video id -> row numbers, in frame order
         self.dim = dim
-        self._rows = rows  # video id -> row numbers, in frame order
         self._matrix = LazyHandle(open_matrix)  # the (rows, dim) memory map
 
-    def video_ids(self) -> list[str]:
-        return list(self._rows)
-
-    def __contains__(self, video_id: object) -> bool:
-        return video_id in self._rows
-
     def shape(self, video_id: str) -> tuple[int, int]:
-        return (len(self._rows[video_id]), self.dim)
+        return (len(self._locate(video_id)), self.dim)
 
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""
-        if video_id not in self._rows:
-            raise KeyError(f"{self.path}: no {self.name} features for video {video_id}")
-        rows = self._rows[video_id]
+        rows = self._locate(video_id)
         return np.asarray(self._matrix.get()[rows], dtype=np.float32).reshape(len(rows), self.dim)
-
-    def __repr__(self) -> str:
-        return f"RowFeatureStore({self.name!r}, {str(self.path)!r}, videos={len(self._rows)})"
 
 
 def _hdf5_shape(file: h5py.File, key: str) -> tuple[int, ...]:

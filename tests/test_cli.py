@@ -12,8 +12,9 @@ def test_pipeline_through_the_command_line(tmp_path, capsys, one_thread):
     assert main(["synth", str(data), "--size", "tiny", "--set", "num_videos=60"]) == 0
     assert main(["info", str(data)]) == 0
     assert "hgr layout" in capsys.readouterr().out
-    assert main(["prepare", str(data), "--out", str(prepared)]) == 0
-    assert (prepared / "vocab.json").is_file()
+    assert main(["prepare", str(data), "--out", str(prepared), "--set", "vocab.top_k.entity=5"]) == 0
+    vocab = json.loads((prepared / "vocab.json").read_text())
+    assert len(vocab["attributes"]["entity"]["labels"]) == 5
     overrides = [f"data.root={data}", f"data.prepared={prepared}", f"train.out_dir={run}",
                  "train.epochs=1", "train.batch_size=16", "model.embed_dim=16",
                  "model.hidden_dim=16", "model.word_dim=8"]

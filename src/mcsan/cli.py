@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", type=Path, required=True, help="prepared-data directory")
     prepare.add_argument("--layout", default="auto")
     prepare.add_argument("--config", type=Path, help="config file whose vocab section to use")
+    prepare.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY=VALUE",
+                         help="config override, e.g. --set vocab.min_count=5 (repeatable)")
     prepare.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
     prepare.add_argument("--skip-invalid", action="store_true")
     prepare.set_defaults(handler=run_prepare)
@@ -97,11 +100,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from mcsan.config import Config
+    from mcsan.config import Config, apply_overrides
     from mcsan.data.layouts import read_dataset
     from mcsan.data.prepare import prepare
 
     config = Config.load(args.config) if args.config else Config()
+    config = apply_overrides(config, args.overrides)
     dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
     prepare(dataset, args.out, config.vocab, n_process=args.n_process)
     return 0

@@ -69,17 +69,11 @@ def role_swap_accuracy(encoded, model, meta: dict) -> float:
             other.append(index[twin])
     if not rows:
         return float("nan")
-    rows_t = torch.tensor(rows)
-
-    def scores(videos: list[int]) -> torch.Tensor:  # (n,) fused score of caption row vs video
-        videos_t = torch.tensor(videos)
-        return sum(
-            model.level_weights[lv]
-            * (encoded.text_emb[lv][rows_t] * encoded.video_emb[lv][videos_t]).sum(-1)
-            for lv in encoded.text_emb
-        )
-
-    return float((scores(own) > scores(other)).float().mean())
+    queries = {lv: emb[torch.tensor(rows)] for lv, emb in encoded.text_emb.items()}
+    fused = model.fused_similarity(queries, encoded.video_emb)  # (n, N)
+    picks = torch.arange(len(rows))
+    own_score, twin_score = fused[picks, torch.tensor(own)], fused[picks, torch.tensor(other)]
+    return float((own_score > twin_score).float().mean())
 
 
 def run(preset: str, seeds: list[int], variants: list[str], out_dir: Path, epochs: int) -> dict:

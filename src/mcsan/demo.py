@@ -103,11 +103,11 @@ def show_query(
 ) -> None:
     """Print one query's top-k videos with per-level scores and matching predicted attributes."""
     levels = list(encoded.text_emb)
+    query = {lv: emb[query_index : query_index + 1] for lv, emb in encoded.text_emb.items()}
     per_level = {
-        lv: encoded.text_emb[lv][query_index] @ encoded.video_emb[lv].T for lv in levels
+        lv: sim[0] for lv, sim in model.level_similarities(query, encoded.video_emb).items()
     }  # level -> (N,)
-    weights = model.level_weights
-    fused = sum(weights[lv] * per_level[lv] for lv in levels)  # (N,)
+    fused = model.fused_similarity(query, encoded.video_emb)[0]  # (N,)
     truth = int(encoded.caption_to_video[query_index])
     rank = int((fused >= fused[truth]).sum())
     print(f'\nquery: "{text}"   (its video {encoded.video_ids[truth]} ranks {rank})')

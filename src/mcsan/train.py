@@ -101,10 +101,18 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     attribute_sizes = {lv: len(v) for lv, v in prepared.vocabs.items()}
 
     pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
-    drop_last = len(pairs) > config.train.batch_size
-    steps_per_epoch = len(pairs) // config.train.batch_size if drop_last else 1
-    if config.train.neighbour_batches:  # half of each batch are anchors (NeighbourBatches)
-        steps_per_epoch = len(pairs) // (config.train.batch_size // 2)
+    generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
+    collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
+    if config.train.neighbour_batches:
+        sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
+        loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
+                            num_workers=config.train.num_workers)
+    else:
+        loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
+                            drop_last=len(pairs) > config.train.batch_size, generator=generator,
+                            collate_fn=collate, num_workers=config.train.num_workers)
+
+    steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
@@ -131,17 +139,6 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     vocabularies = vocab_json(prepared)
     csv_path = run_dir / "log.csv"
     writer = _tensorboard_writer(run_dir)
-
-    generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
-    collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
-    if config.train.neighbour_batches:
-        sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
-        loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
-                            num_workers=config.train.num_workers)
-    else:
-        loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
-                            drop_last=drop_last, generator=generator, collate_fn=collate,
-                            num_workers=config.train.num_workers)
 
     for epoch in range(start_epoch, config.train.epochs):
         model.train()

@@ -43,6 +43,8 @@ def random_batch(device: torch.device) -> Batch:
         word_mask=word_mask,
         level_masks={k: (torch.rand(BATCH, WORDS, generator=g) < 0.3) & word_mask
                      for k in ATTRIBUTES},
+        # three relationships per caption (MSR-VTT captions have 1-3)
+        role_masks=(torch.rand(BATCH, 3, 3, WORDS, generator=g) < 0.1) & word_mask[:, None, None],
         video_targets={k: (torch.rand(BATCH, n, generator=g) < 0.005).float()
                        for k, n in ATTRIBUTES.items()},
         text_targets={k: (torch.rand(BATCH, n, generator=g) < 0.003).float()

@@ -76,6 +76,8 @@ def make_batch(
         level: (torch.rand(batch, length, generator=g) < 0.4) & word_mask
         for level in ATTRIBUTE_LEVELS
     }
+    # two relationships per caption; a role may be empty (all False)
+    role_masks = (torch.rand(batch, 2, 3, length, generator=g) < 0.3) & word_mask[:, None, None]
     targets = {
         level: (torch.rand(batch, size, generator=g) < 0.2).float()
         for level, size in ATTRIBUTE_SIZES.items()
@@ -86,6 +88,7 @@ def make_batch(
         words=words,
         word_mask=word_mask,
         level_masks=level_masks,
+        role_masks=role_masks,
         video_targets=targets,
         text_targets={
             k: (v * (torch.rand(v.shape, generator=g) < 0.7)) for k, v in targets.items()
@@ -144,7 +147,9 @@ def test_fused_score_is_inner_product_of_scaled_concatenation():
     batch = make_batch()
     with torch.no_grad():
         video = model.encode_video(batch.video, batch.video_mask)
-        text = model.encode_text(batch.words, batch.word_mask, batch.level_masks)
+        text = model.encode_text(
+            batch.words, batch.word_mask, batch.level_masks, batch.role_masks
+        )
         fused = model.fused_similarity(text, video)
         expected = sum(w * (text[lv] @ video[lv].T) for lv, w in weights.items())
         concatenated = model.fuse_embeddings(text) @ model.fuse_embeddings(video).T
@@ -242,7 +247,7 @@ def test_a_term_reaches_only_its_own_level():
 def test_caption_without_level_tokens_is_finite():
     model = build()
     batch = make_batch()
-    for mask in batch.level_masks.values():
+    for mask in [*batch.level_masks.values(), batch.role_masks]:
         mask[0] = False
         mask[3] = False
     total, terms = model.compute_loss(batch)
@@ -268,6 +273,8 @@ def test_padding_frames_and_tokens_do_not_change_outputs():
         k: torch.cat([v | ~batch.word_mask, torch.ones(6, 3, dtype=torch.bool)], 1)
         for k, v in batch.level_masks.items()
     }
+    junk_roles = batch.role_masks | ~batch.word_mask[:, None, None]  # (6, 2, 3, L)
+    padded.role_masks = torch.cat([junk_roles, torch.ones(6, 2, 3, 3, dtype=torch.bool)], -1)
     with torch.no_grad():
         a, b = model(batch), model(padded)
     for level in LEVELS:
@@ -301,6 +308,8 @@ def test_relationship_level_alone_learns_role_order():
         batch.video[i, :3], batch.video[i, 3:] = entities[first], entities[second]
         batch.words[i] = torch.tensor([2 + first, 10, 2 + second])
         batch.level_masks["relationship"][i] = True
+    # one triple per caption: subject = word 0, predicate = word 1, object = word 2
+    batch.role_masks = torch.eye(3, dtype=torch.bool)[None, None].repeat(8, 1, 1, 1)
     batch.video = batch.video + 0.1 * torch.randn(batch.video.shape, generator=g)
     torch.manual_seed(0)
     model = build(
@@ -317,6 +326,32 @@ def test_relationship_level_alone_learns_role_order():
         similarity = model(batch).similarities["relationship"]
     assert (similarity.argmax(dim=1) == torch.arange(8)).all()
     assert (similarity.argmax(dim=0) == torch.arange(8)).all()
+
+
+def test_text_relationship_reads_roles_from_the_parse_not_from_pooled_tokens():
+    """The same tokens with subject and object exchanged give another triple, although a
+    pooling over the relationship's tokens would see the same set."""
+    model = build(small_config(levels=["relationship"])).eval()
+    batch = make_batch(batch=2, length=5)
+    batch.word_mask[:] = True
+    batch.words[1] = batch.words[0]
+    roles = torch.zeros(2, 1, 3, 5, dtype=torch.bool)
+    roles[0, 0, 0, 1], roles[0, 0, 1, 2], roles[0, 0, 2, 4] = True, True, True
+    roles[1, 0, 0, 4], roles[1, 0, 1, 2], roles[1, 0, 2, 1] = True, True, True  # swapped
+    with torch.no_grad():
+        encoded = model.encode_text(batch.words, batch.word_mask, batch.level_masks, roles)
+        pooled_union = roles.any(dim=2)  # (2, 1, 5): the same token set for both rows
+        assert torch.equal(pooled_union[0], pooled_union[1])
+        assert not torch.allclose(encoded["relationship"][0], encoded["relationship"][1])
+        # an empty object reads the learned empty-role vector, not the caption
+        roles[1] = roles[0]
+        roles[1, 0, 2] = False
+        again = model.encode_text(batch.words, batch.word_mask, batch.level_masks, roles)
+        assert not torch.allclose(again["relationship"][0], again["relationship"][1])
+    with pytest.raises(ValueError, match="role_masks"):
+        model.encode_text(batch.words, batch.word_mask, batch.level_masks, None)
+    with pytest.raises(ValueError, match=r"expected \(B, R, 3, 5\)"):
+        model.encode_text(batch.words, batch.word_mask, batch.level_masks, roles[:, :, :2])
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -445,6 +480,7 @@ def caption_batch(captions: list[list[str]], extra_padding: int = 0) -> Batch:
     subject_object = [[w in ("dog", "cat", "chases") for w in c] for c in captions]
     mask = torch.tensor([row + [False] * (length - len(row)) for row in subject_object])
     batch.level_masks = {level: mask for level in ATTRIBUTE_LEVELS}
+    batch.role_masks = mask[:, None, None, :].repeat(1, 1, 3, 1)  # (B, 1, 3, L)
     return batch
 
 

@@ -21,6 +21,7 @@ from mcsan.data.semantics import (
     lemmatise,
     load_spacy,
     noun_lemma,
+    relationship,
     repair_tree,
     verb_form,
     verb_lemma,
@@ -271,6 +272,23 @@ def test_whitespace_tokens_are_dropped_and_indices_stay_consistent(parser):
     assert parse.tokens == ["a", "man", "rides", "a", "horse"]
     assert parse.labels("relationship") == ["man|ride|horse"]
     assert parse.relationship[0].tokens == [1, 2, 4]
+    assert parse.relationship[0].roles == ([1], [2], [4])
+
+
+def test_relationship_roles_follow_the_agent_not_the_word_order(parser):
+    passive = parser.parse("a cat is chased by a big dog")
+    assert passive.labels("relationship") == ["dog|chase|cat"]
+    subject, predicate, obj = passive.relationship[0].roles
+    assert [passive.tokens[i] for i in subject] == ["dog"]  # head and compounds only
+    assert [passive.tokens[i] for i in predicate] == ["chased"]
+    assert [passive.tokens[i] for i in obj] == ["cat"]
+    prepositional = parser.parse("a man in front of a car")
+    roles = prepositional.relationship[0].roles
+    assert [[prepositional.tokens[i] for i in part] for part in roles] == [
+        ["man"], ["in", "front", "of"], ["car"]
+    ]
+    intransitive = parser.parse("a man is dancing")
+    assert intransitive.relationship[0].roles[2] == []
 
 
 def test_caption_parse_round_trips_through_json():
@@ -278,8 +296,9 @@ def test_caption_parse_round_trips_through_json():
         ["a", "man", "rides", "a", "horse"],
         [Attribute("man", [1]), Attribute("horse", [4])],
         [Attribute("ride", [2])],
-        [Attribute("man|ride|horse", [1, 2, 4])],
+        [relationship("man|ride|horse", ([1], [2], [4]))],
     )
+    assert parse.relationship[0].tokens == [1, 2, 4]
     assert CaptionParse.from_dict(json.loads(json.dumps(parse.to_dict()))) == parse
     assert CaptionParse.from_dict(CaptionParse([]).to_dict()) == CaptionParse([])
     with pytest.raises(KeyError, match="unknown attribute level"):

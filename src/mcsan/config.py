@@ -51,6 +51,7 @@ class ModelConfig:
     )
     num_entity_queries: int = 4
     num_action_queries: int = 4
+    num_relationship_queries: int = 4  # (subject, predicate, object) query trios of the video
     dropout: float = 0.1
     text_encoder: str = "gru"  # gru | sentence_transformer
     text_backbone: str = ""  # local sentence-transformers model directory

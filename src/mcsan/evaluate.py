@@ -143,7 +143,11 @@ def encode_split(
     for batch in tqdm(loader, desc=f"encode {split.name} captions", disable=not progress, leave=False):
         level_masks = {lv: m.to(device) for lv, m in batch["level_masks"].items()}
         emb = model.encode_text(
-            batch["words"].to(device), batch["word_mask"].to(device), level_masks, batch["tokens"]
+            batch["words"].to(device),
+            batch["word_mask"].to(device),
+            level_masks,
+            batch["role_masks"].to(device),
+            batch["tokens"],
         )
         _append(text_chunks, emb)
         _append(text_logit_chunks, model.predict_attributes(emb, modality="text"))

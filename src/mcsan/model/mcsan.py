@@ -127,10 +127,12 @@ class MCSAN(nn.Module):
         words: torch.Tensor,
         word_mask: torch.Tensor,
         level_masks: dict[str, torch.Tensor],
+        role_masks: torch.Tensor | None = None,
         tokens: list[list[str]] | None = None,
     ) -> dict[str, torch.Tensor]:
-        # words (B, L), word_mask (B, L), level_masks level -> (B, L) -> level -> (B, E), unit norm
-        embeddings = self.text(words, word_mask, level_masks, tokens)
+        # words (B, L), word_mask (B, L), level_masks level -> (B, L), role_masks (B, R, 3, L)
+        # -> level -> (B, E), unit norm
+        embeddings = self.text(words, word_mask, level_masks, role_masks, tokens)
         return {k: F.normalize(v, dim=-1) for k, v in embeddings.items()}
 
     def level_similarities(
@@ -170,7 +172,9 @@ class MCSAN(nn.Module):
     # ----- training ------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ModelOutput:
         video = self.encode_video(batch.video, batch.video_mask, batch.regions)
-        text = self.encode_text(batch.words, batch.word_mask, batch.level_masks, batch.tokens)
+        text = self.encode_text(
+            batch.words, batch.word_mask, batch.level_masks, batch.role_masks, batch.tokens
+        )
         similarities = self.level_similarities(text, video)
         return ModelOutput(
             video=video,

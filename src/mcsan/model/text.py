@@ -6,12 +6,17 @@
     global        attention pooling over all tokens
     entity        attention pooling over the tokens of the caption's noun-phrase spans
     action        ... over its verb spans
-    relationship  ... over its (subject, predicate, object) / prepositional triples
+    relationship  every (subject, predicate, object) triple of the parse (prepositional ones
+                  too): the mean state of each role's span, concatenated in role order and
+                  mapped to one triple state (``TripleEncoder``, as on the video side), then
+                  attention pooling over the caption's triples; an empty role ("a man dances"
+                  has no object) reads a learned empty-role vector
 
 The level masks come from the parse (``Batch.level_masks``). A caption with no token of a level
-(no verb, no object) falls back to pooling over all its tokens, so every level is always defined.
-Role order is carried by the states themselves: a BiGRU (or transformer) state depends on its
-position and context, so "dog" as subject and "dog" as object give different states.
+(no verb, no object) falls back to pooling over all its tokens (for the relationship level: one
+triple whose three roles each read the whole caption), so every level is always defined.
+Roles come from the parse, not from word order: a passive ("a cat is chased by a dog") puts the
+dog in the subject role, as the active sentence does.
 
 ``load_glove`` reads a GloVe text file ("word v1 v2 ..."); it is the only file this module reads,
 besides the sentence-transformers directory named in the config.
@@ -28,7 +33,7 @@ from torch import nn
 from mcsan import LEVELS
 from mcsan.config import ModelConfig
 from mcsan.data.vocab import WORD_PAD
-from mcsan.model.video import AttentionPool
+from mcsan.model.video import AttentionPool, TripleEncoder
 
 
 @dataclass
@@ -159,6 +164,9 @@ class TextEncoder(nn.Module):
                 f"model.text_encoder={config.text_encoder!r}; choose gru or sentence_transformer"
             )
         self.dropout = nn.Dropout(config.dropout)
+        if "relationship" in self.levels:
+            self.empty_role = nn.Parameter(torch.zeros(3, hidden))  # subject, predicate, object
+            self.triples = TripleEncoder(hidden, config.dropout)
         self.pools = nn.ModuleDict({level: AttentionPool(hidden) for level in self.levels})
         # no bias: a constant offset before L2 normalisation only makes all captions look alike
         self.heads = nn.ModuleDict(
@@ -191,10 +199,12 @@ class TextEncoder(nn.Module):
         words: torch.Tensor,
         word_mask: torch.Tensor,
         level_masks: dict[str, torch.Tensor],
+        role_masks: torch.Tensor | None = None,
         tokens: list[list[str]] | None = None,
     ) -> dict[str, torch.Tensor]:
         # words (B, L) int64, word_mask (B, L) bool with the real tokens first,
-        # level_masks level -> (B, L) bool -> level -> (B, E)
+        # level_masks level -> (B, L) bool, role_masks (B, R, 3, L) bool (needed by the
+        # relationship level) -> level -> (B, E)
         lengths = word_mask.sum(dim=1)  # (B,)
         if bool((lengths == 0).any()):
             empty = (lengths == 0).nonzero().flatten().tolist()
@@ -213,6 +223,10 @@ class TextEncoder(nn.Module):
 
         out = {}
         for level in self.levels:
+            if level == "relationship":
+                state = self._relationship_state(states, word_mask, role_masks)  # (B, H)
+                out[level] = self.heads[level](state)
+                continue
             if level == "global":
                 mask = word_mask
             else:
@@ -222,6 +236,34 @@ class TextEncoder(nn.Module):
                 mask = torch.where(mask.any(dim=1, keepdim=True), mask, word_mask)
             out[level] = self.heads[level](self.pools[level](states, mask))  # (B, E)
         return out
+
+    def _relationship_state(
+        self, states: torch.Tensor, word_mask: torch.Tensor, role_masks: torch.Tensor | None
+    ) -> torch.Tensor:
+        # states (B, L, H), word_mask (B, L), role_masks (B, R, 3, L) -> (B, H)
+        if role_masks is None:
+            raise ValueError(
+                "the relationship level needs the batch's role_masks (subject / predicate / "
+                "object spans from `mcsan prepare`)"
+            )
+        length = word_mask.shape[1]
+        if role_masks.dim() != 4 or tuple(role_masks.shape[2:]) != (3, length):
+            raise ValueError(
+                f"role_masks have shape {tuple(role_masks.shape)}; expected (B, R, 3, {length})"
+            )
+        role_masks = role_masks & word_mask[:, None, None, :]  # (B, R, 3, L)
+        no_triple = ~role_masks.any(dim=(1, 2, 3))  # (B,)
+        if bool(no_triple.any()):  # one triple that reads the whole caption in every role
+            whole = word_mask[:, None, None, :].expand(-1, 1, 3, -1)  # (B, 1, 3, L)
+            first = torch.where(no_triple[:, None, None, None], whole, role_masks[:, :1])
+            role_masks = torch.cat([first, role_masks[:, 1:]], dim=1)
+        present = role_masks.any(dim=-1)  # (B, R, 3)
+        weights = role_masks.to(states.dtype)
+        counts = weights.sum(dim=-1, keepdim=True).clamp(min=1)  # (B, R, 3, 1)
+        roles = torch.einsum("brkl,blh->brkh", weights, states) / counts  # (B, R, 3, H)
+        roles = torch.where(present[..., None], roles, self.empty_role.to(roles.dtype))
+        triples = self.triples(roles)  # (B, R, H)
+        return self.pools["relationship"](triples, present.any(dim=-1))  # (B, H)
 
     def _gru_states(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # words (B, L), lengths (B,) -> states (B, L, H); padding positions are zero

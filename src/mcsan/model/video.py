@@ -8,13 +8,19 @@ reads them its own way and ends in one embedding per video:
     global       attention pooling over context
     entity       learned entity queries attend over context (or over region features) -> slots
     action       frame differences + temporal convolution -> motion; action queries attend -> slots
-    relationship entity and action slots, each tagged with its type and its (soft) time in the
-                 video, interact through self-attention; pooled
+    relationship K triple queries, each a (subject, predicate, object) trio of queries: subject
+                 and object attend like entity queries, the predicate over the motion; each trio
+                 is concatenated in role order and mapped to one triple state; pooled
 
-Every slot carries the attention-weighted time encoding of the frames it looked at, so the
-relationship branch sees which entity appears first or leads ("dog chases cat" vs "cat chases
-dog"). Levels are separate embeddings, so scoring stays one dot product per level (no pairwise
-video-text cross-attention). Only the levels in ``config.levels`` get modules.
+The relationship level keeps roles apart by position, not by content: the subject query of a
+trio is a different parameter from its object query, and concatenation keeps which is which,
+so "a dog chases a cat" and "a cat chases a dog" give different triples even though their
+entities, action and frame average are the same. The text side builds its triples the same way
+from the parse's subject / predicate / object spans (:class:`TripleEncoder` on both sides).
+Every subject and object slot carries the attention-weighted time encoding of the frames it
+looked at, so who appears first or leads is visible to the triple. Levels are separate
+embeddings, so scoring stays one dot product per level (no pairwise video-text
+cross-attention). Only the levels in ``config.levels`` get modules.
 """
 
 from __future__ import annotations
@@ -99,6 +105,25 @@ class SlotAttention(nn.Module):
         return slots, slot_times
 
 
+class TripleEncoder(nn.Module):
+    """(subject, predicate, object) states -> one relationship state per triple.
+
+    The three are concatenated in role order before the MLP, so swapping subject and object
+    changes the result (a sum or a pooling would not).
+    """
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, roles: torch.Tensor) -> torch.Tensor:
+        # roles (B, K, 3, H) in subject, predicate, object order -> triples (B, K, H)
+        return self.norm(self.mlp(roles.flatten(-2)))
+
+
 class MotionEncoder(nn.Module):
     """The temporal branch: frame differences beside the context, a depthwise temporal conv."""
 
@@ -131,9 +156,9 @@ class VideoEncoder(nn.Module):
         self.levels = tuple(level for level in LEVELS if level in config.levels)
         self.region_dim = region_dim
         self.video_dim = video_dim
-        # the relationship level reads the entity and action slots, so it builds them too
-        self.uses_entity_slots = "entity" in self.levels or "relationship" in self.levels
-        self.uses_action_slots = "action" in self.levels or "relationship" in self.levels
+        # the relationship level reads entity tokens (context or regions) and the motion too
+        self.uses_entity_tokens = "entity" in self.levels or "relationship" in self.levels
+        self.uses_motion = "action" in self.levels or "relationship" in self.levels
         self.input_norm = nn.LayerNorm(video_dim)
         self.frame_proj = nn.Linear(video_dim, hidden)
         self.dropout = nn.Dropout(config.dropout)
@@ -148,28 +173,26 @@ class VideoEncoder(nn.Module):
         )
         self.context_norm = nn.LayerNorm(hidden)
 
-        if self.uses_entity_slots:
-            if region_dim:
-                self.region_norm = nn.LayerNorm(region_dim)
+        if self.uses_entity_tokens and region_dim:
+            self.region_norm = nn.LayerNorm(region_dim)
+        if "entity" in self.levels:
             self.entity_slots = SlotAttention(
                 config.num_entity_queries, region_dim or hidden, hidden, config.dropout
             )
-        if self.uses_action_slots:
+        if self.uses_motion:
             self.motion = MotionEncoder(hidden, config.dropout)
+        if "action" in self.levels:
             self.action_slots = SlotAttention(
                 config.num_action_queries, 2 * hidden, hidden, config.dropout
             )
         if "relationship" in self.levels:
-            self.slot_type = nn.Parameter(torch.randn(2, hidden))  # entity, action
-            self.interaction = nn.TransformerEncoderLayer(
-                hidden,
-                attention_heads(hidden),
-                dim_feedforward=hidden,
-                dropout=config.dropout,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
+            triples = config.num_relationship_queries
+            # subject and object queries of every triple: slots 2k and 2k + 1
+            self.argument_slots = SlotAttention(
+                2 * triples, region_dim or hidden, hidden, config.dropout
             )
+            self.predicate_slots = SlotAttention(triples, 2 * hidden, hidden, config.dropout)
+            self.triples = TripleEncoder(hidden, config.dropout)
         self.pools = nn.ModuleDict({level: AttentionPool(hidden) for level in self.levels})
         # no bias: a constant offset before L2 normalisation only makes all videos look alike
         self.heads = nn.ModuleDict(
@@ -199,25 +222,24 @@ class VideoEncoder(nn.Module):
         states: dict[str, torch.Tensor] = {}
         if "global" in self.levels:
             states["global"] = self.pools["global"](context, video_mask)  # (B, H)
-        if self.uses_entity_slots:
+        if self.uses_entity_tokens:
             tokens, mask, token_times = self._entity_tokens(context, video_mask, times, regions)
-            entity_slots, entity_times = self.entity_slots(tokens, mask, token_times)
-            if "entity" in self.levels:
-                states["entity"] = self.pools["entity"](entity_slots)  # (B, H)
-        if self.uses_action_slots:
+        if "entity" in self.levels:
+            entity_slots, _ = self.entity_slots(tokens, mask, token_times)  # (B, Ke, H)
+            states["entity"] = self.pools["entity"](entity_slots)  # (B, H)
+        if self.uses_motion:
             motion = self.motion(frames, context, video_mask)  # (B, T, 2H)
-            action_slots, action_times = self.action_slots(motion, video_mask, times[None])
-            if "action" in self.levels:
-                states["action"] = self.pools["action"](action_slots)  # (B, H)
+        if "action" in self.levels:
+            action_slots, _ = self.action_slots(motion, video_mask, times[None])  # (B, Ka, H)
+            states["action"] = self.pools["action"](action_slots)  # (B, H)
         if "relationship" in self.levels:
-            slots = torch.cat(
-                [
-                    entity_slots + entity_times + self.slot_type[0],
-                    action_slots + action_times + self.slot_type[1],
-                ],
-                dim=1,
-            )  # (B, Ke + Ka, H)
-            states["relationship"] = self.pools["relationship"](self.interaction(slots))
+            arguments, argument_times = self.argument_slots(tokens, mask, token_times)
+            arguments = (arguments + argument_times).unflatten(1, (-1, 2))  # (B, K, 2, H)
+            predicates, _ = self.predicate_slots(motion, video_mask, times[None])  # (B, K, H)
+            roles = torch.stack(
+                [arguments[:, :, 0], predicates, arguments[:, :, 1]], dim=2
+            )  # (B, K, 3, H)
+            states["relationship"] = self.pools["relationship"](self.triples(roles))  # (B, H)
         return {level: self.heads[level](self.dropout(states[level])) for level in self.levels}
 
     def _entity_tokens(

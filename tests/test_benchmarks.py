@@ -21,7 +21,7 @@ def test_ablation_short_mode(tmp_path, one_thread):
     out = tmp_path / "ablation.json"
     assert ablation.main(["--short", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["summary"]) == {"full", "global_only", "no_kl"}
+    assert set(report["summary"]) == {"full", "global_only", "no_kl", "sentence_transformer"}
     for variant, runs in report["runs"].items():
         assert len(runs) == 1 and 0 < runs[0]["rsum"] <= 600, variant
         assert 0.0 <= runs[0]["role_swap_acc"] <= 1.0

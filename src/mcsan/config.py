@@ -79,6 +79,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128
     lr: float = 2e-4
+    # learning rate of a pretrained text backbone (model.text_encoder=sentence_transformer);
+    # a few 1e-5 keeps what it learned, 0 freezes it
+    backbone_lr: float = 2e-5
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     schedule: str = "cosine"  # cosine | step | constant

@@ -31,6 +31,7 @@ from mcsan.data.batches import CaptionPairs, NeighbourBatches, collate_pairs
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
+from mcsan.model.mcsan import MCSAN
 from mcsan.model.text import glove_dim, load_glove
 from mcsan.runtime import configure_threads, resolve_device, seed_everything
 
@@ -46,6 +47,25 @@ class TrainResult:
     last_dir: Path
     best_rsum: float
     history: list[dict]
+
+
+def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
+    """The optimizer's groups: a pretrained text backbone at ``train.backbone_lr`` (frozen at
+    0), everything else at ``train.lr``."""
+    backbone = getattr(model.text, "backbone", None)
+    if backbone is None:
+        return [{"params": list(model.parameters())}]
+    if config.train.backbone_lr < 0:
+        raise ValueError(f"train.backbone_lr={config.train.backbone_lr} must be >= 0")
+    backbone_ids = {id(p) for p in backbone.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in backbone_ids]
+    if config.train.backbone_lr == 0:
+        backbone.requires_grad_(False)
+        return [{"params": rest}]
+    return [
+        {"params": rest},
+        {"params": list(backbone.parameters()), "lr": config.train.backbone_lr},
+    ]
 
 
 def lr_factor(step: int, total_steps: int, config: Config) -> float:
@@ -115,7 +135,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+        parameter_groups(model, config), lr=config.train.lr, weight_decay=config.train.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, total_steps=total_steps, config=config)

@@ -397,6 +397,21 @@ def test_interrupted_write_leaves_no_dataset(tmp_path: Path) -> None:
     assert list(tmp_path.rglob("*")) == [tmp_path / "vs"]  # the BigFile root, empty
 
 
+def test_hgr_extra_files_arrive_with_the_dataset(tmp_path: Path) -> None:
+    captions, features = make_captions(SPLITS), make_features(SPLITS, {"cnn": 3})
+    root = write_hgr(
+        tmp_path / "hgr", SPLITS, captions, features, progress=False,
+        extra_files={"notes.json": '{"a": 1}\n'},
+    )  # fmt: skip
+    assert (root / "notes.json").read_text() == '{"a": 1}\n'
+    with pytest.raises(ValueError, match="plain file name"):
+        write_hgr(
+            tmp_path / "other", SPLITS, captions, features, progress=False,
+            extra_files={"../escape.json": "{}"},
+        )  # fmt: skip
+    assert not (tmp_path / "escape.json").exists() and not (tmp_path / "other").exists()
+
+
 def test_writers_refuse_to_overwrite_unless_asked(tmp_path: Path) -> None:
     root = tmp_path / "hgr"
     captions = make_captions(SPLITS)

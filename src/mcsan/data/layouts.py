@@ -174,13 +174,16 @@ def write_hgr(
     write_mean_pooled: bool = True,
     progress: bool = True,
     overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a dataset in the HGR layout at ``root`` and return ``root``.
 
     ``split_video_ids`` maps train / val / test to video ids; ``captions`` maps a video id
     to its captions; ``features`` maps a feature type to a mapping or a callable giving one
     video's ``(frames, dim)`` array, which is requested one video at a time and written at
-    once, so no more than one video's features sit in memory.
+    once, so no more than one video's features sit in memory. ``extra_files`` maps a file
+    name to its text, written beside the data before the dataset appears (so it is there
+    whenever the dataset is).
     """
     root = Path(root)
     _check_writer_input(split_video_ids, captions, features)
@@ -192,6 +195,10 @@ def write_hgr(
             for video_id in video_ids
         }
         _write_json(stage / HGR_CAPTIONS, references)
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or name.startswith("."):
+                raise ValueError(f"extra file name {name!r} must be a plain file name")
+            (stage / name).write_text(text, encoding="utf-8")
         for split, video_ids in split_video_ids.items():
             names_path = stage / "public_split" / f"{HGR_SPLIT_FILES[split]}_names.npy"
             names_path.parent.mkdir(parents=True, exist_ok=True)

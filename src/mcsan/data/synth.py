@@ -599,11 +599,8 @@ def write_synth(
         write_mean_pooled=True,
         progress=progress,
         overwrite=overwrite,
+        extra_files={META_FILE: json.dumps(benchmark.meta(), indent=1) + "\n"},
     )
-    meta_path = Path(root) / META_FILE
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(benchmark.meta(), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(meta_path)
     return Path(root)
 
 

@@ -9,6 +9,13 @@ from pathlib import Path
 
 from mcsan import __version__
 
+# the names of mcsan.extract's BACKBONES, SAMPLINGS and FEATURE_LAYOUTS, spelled out so that
+# the command line starts without importing torch (tests/test_extract.py checks they agree)
+EXTRACT_BACKBONES = ("resnet50", "resnet101", "resnet152", "clip-vit-b-32", "clip-vit-b-16",
+                     "clip-vit-l-14", "clip-vit")
+EXTRACT_SAMPLINGS = ("uniform", "fps")
+EXTRACT_LAYOUTS = ("hdf5", "hgr", "bigfile")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -69,6 +76,43 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--prepared", type=Path, help="prepared-data directory")
     evaluate.add_argument("--out", type=Path, help="write the results JSON here")
     evaluate.set_defaults(handler=run_evaluate)
+
+    extract = commands.add_parser(
+        "extract", help="extract frame features from video files (resumable)",
+        description="Decode videos, run a frame backbone, write (frames, dim) features per "
+        "video to OUT/<feature>.hdf5 (the features/<ft>.hdf5 of an MSR-VTT or VATEX root); "
+        "with --layout hgr|bigfile also a dataset OUT/hgr or OUT/bigfile from --dataset's "
+        "splits and captions. Videos already in the output are skipped; failures are listed "
+        "in OUT/<feature>.failures.json.")
+    extract.add_argument("videos", nargs="+", type=Path, metavar="VIDEOS",
+                         help="video files, or directories scanned recursively; a video's id "
+                         "is its file name without the extension")
+    extract.add_argument("--out", type=Path, required=True, help="output directory")
+    extract.add_argument("--backbone", default="resnet152", choices=EXTRACT_BACKBONES)
+    extract.add_argument("--weights", type=Path,
+                         help="the backbone's weights file (torchvision .pth, OpenAI CLIP .pt, "
+                         ".safetensors); nothing is downloaded")
+    extract.add_argument("--random-weights", action="store_true",
+                         help="randomly initialised backbone (seed 0), for tests and benchmarks")
+    extract.add_argument("--sampling", default="uniform", choices=EXTRACT_SAMPLINGS,
+                         help="uniform: --max-frames frames spread over the video; fps: --fps "
+                         "frames per second, evenly thinned to --max-frames")
+    extract.add_argument("--fps", type=float, help="frames per second (with --sampling fps)")
+    extract.add_argument("--max-frames", type=int, default=32,
+                         help="frames per video at most (default 32; training resamples to "
+                         "data.max_frames)")
+    extract.add_argument("--batch-size", type=int, default=32, help="frames per model batch")
+    extract.add_argument("--workers", type=int, default=2,
+                         help="decoding processes (0: decode in the main process)")
+    extract.add_argument("--feature-name", help="feature type name (default: the backbone's)")
+    extract.add_argument("--layout", default="hdf5", choices=EXTRACT_LAYOUTS)
+    extract.add_argument("--dataset", type=Path,
+                         help="annotation root for --layout hgr|bigfile (any layout mcsan reads)")
+    extract.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    extract.add_argument("--threads", type=int, default=0,
+                         help="CPU threads for torch (default: one per core)")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(handler=run_extract)
 
     demo = commands.add_parser("demo", help="the main job on the built-in synthetic benchmark")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -136,6 +180,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(results["fused"], indent=2))
     return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from mcsan.extract import build_backbone, extract_features
+    from mcsan.runtime import configure_threads
+
+    configure_threads(args.threads)
+    torch.manual_seed(0)  # --random-weights: the same features on every run
+    backbone = build_backbone(args.backbone, args.weights, random_init=args.random_weights)
+    summary = extract_features(
+        args.videos, args.out, backbone, sampling=args.sampling, fps=args.fps,
+        max_frames=args.max_frames, batch_size=args.batch_size, workers=args.workers,
+        feature_name=args.feature_name, layout=args.layout, dataset_root=args.dataset,
+        device=args.device, progress=not args.quiet,
+        weights_label=str(args.weights) if args.weights else "random initialisation, seed 0",
+    )
+    print(summary.describe())
+    return 1 if summary.failed and not (summary.extracted or summary.skipped) else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,707 @@
+"""``mcsan extract``: video files -> per-video frame features ``(frames, dim)`` on disk.
+
+Worker processes decode videos (:func:`~mcsan.extract.decode.decode_video`: sampled frames,
+upright, scaled to the backbone's resize size) while the main process runs the backbone on
+the previous ones; at most two videos per worker are decoded ahead, so memory stays bounded.
+A video's frames go through the backbone on their own (in chunks of ``batch_size``), so its
+features do not depend on which other videos a run holds or in which order they finish.
+
+Output, in ``out``:
+
+``<feature>.hdf5``
+    one ``(frames, dim)`` float32 dataset per video, keyed by video id, with attributes
+    ``timestamps`` (seconds of each frame), ``source`` (the file) and ``decoded_frames``; the
+    file attribute ``mcsan_extract_recipe`` (JSON) holds how the features were made (backbone,
+    weights fingerprint, preprocessing, sampling, library versions). This is the
+    ``features/<ft>.hdf5`` file that the MSR-VTT and VATEX readers read: point ``out`` at
+    ``<dataset>/features``.
+``<feature>.failures.json``
+    the failure report of the last run: every file that gave no features and why, the notes
+    on files that gave features with something odd (a truncated file), and the recipe.
+``hgr/`` or ``bigfile/`` (``layout="hgr"`` / ``"bigfile"``)
+    a complete dataset in that layout, its splits and captions taken from the annotation at
+    ``dataset_root`` (any layout :func:`~mcsan.data.layouts.read_dataset` reads), its features
+    from ``<feature>.hdf5``, rewritten on every run; ``recipe.json`` sits beside the features.
+
+Video ids are file names without their extension (``video123.mp4`` -> ``video123``, as
+MSR-VTT and VATEX name videos), wherever in the scanned directories the file lies; two files
+with one id are an error. A directory is scanned recursively for the extensions in
+:data:`~mcsan.extract.decode.VIDEO_EXTENSIONS` (other files are counted as ignored); files
+named explicitly are taken whatever their extension.
+
+Resume and interruption: each finished video is written at once to its own file,
+``.<feature>.parts/<id>.npz``, under a temporary name that is renamed into place when
+complete, so a process killed at any moment (``kill -9`` included) loses at most the videos
+in flight, and a half-written file is never taken for a finished one. At the end of a run,
+also an interrupted one, the parts are merged with the existing ``<feature>.hdf5`` into a new
+file that replaces the old one by an atomic rename. A later run skips every video found in
+either place, and refuses to add to features made by another recipe. One ``extract`` process
+per output feature at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import av
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mcsan import __version__
+from mcsan.data.layouts import WRITABLE_SPLITS, read_dataset, write_bigfile, write_hgr
+from mcsan.extract.backbones import FrameBackbone
+from mcsan.extract.decode import (
+    DecodedVideo,
+    DecodeError,
+    FrameSampling,
+    decode_video,
+    is_video_file,
+)
+from mcsan.runtime import resolve_device
+
+FEATURE_LAYOUTS = ("hdf5", "hgr", "bigfile")
+RECIPE_ATTRIBUTE = "mcsan_extract_recipe"
+RECIPE_FILE = "recipe.json"
+FORMAT_VERSION = 1
+VIDEOS_AHEAD_PER_WORKER = 2  # decoded videos waiting for the model, per worker process
+PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    video_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    video_id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class ExtractionSummary:
+    """What a run did. ``extracted`` and ``skipped`` are video ids."""
+
+    features_path: Path  # the HDF5 file
+    report_path: Path  # the failure report (JSON)
+    layout_path: Path | None  # the HGR / BigFile dataset, when one was written
+    extracted: list[str] = field(default_factory=list)  # in this run
+    skipped: list[str] = field(default_factory=list)  # found done by an earlier run
+    failed: list[Failure] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # video id -> what was odd
+    frames: dict[str, int] = field(default_factory=dict)  # video id -> frames extracted
+    ignored_files: list[Path] = field(default_factory=list)  # scanned, not video extensions
+    layout_notes: list[str] = field(default_factory=list)  # videos left out of the layout
+    seconds: float = 0.0
+
+    @property
+    def total_frames(self) -> int:
+        return sum(self.frames.values())
+
+    def describe(self) -> str:
+        """A human-readable report: counts, speed, failures, notes, where things are."""
+        rate = self.total_frames / self.seconds if self.seconds else 0.0
+        lines = [
+            f"extracted {len(self.extracted)} video(s), {self.total_frames} frames in "
+            f"{self.seconds:.1f} s ({rate:.1f} frames/s); skipped {len(self.skipped)} already "
+            f"done; {len(self.failed)} failed",
+            f"features: {self.features_path}",
+        ]
+        if self.layout_path is not None:
+            lines.append(f"dataset: {self.layout_path}")
+        if self.ignored_files:
+            lines.append(
+                f"ignored {len(self.ignored_files)} file(s) without a video extension, e.g. "
+                f"{self.ignored_files[0]}"
+            )
+        lines += [f"note: {note}" for note in self.layout_notes]
+        if self.failed:
+            lines.append(f"failed videos (also in {self.report_path}):")
+            lines += [f"  {failure.path}: {failure.reason}" for failure in self.failed]
+        if self.notes:
+            lines.append("videos with notes:")
+            for video_id, notes in self.notes.items():
+                lines += [f"  {video_id}: {note}" for note in notes]
+        return "\n".join(lines)
+
+
+def find_videos(videos: str | Path | Sequence[str | Path]) -> tuple[list[VideoFile], list[Path]]:
+    """The video files named or found in directories (recursively), and the files ignored.
+
+    Raises on a missing path, on no video at all, and on two files with one video id.
+    """
+    entries = [videos] if isinstance(videos, str | Path) else list(videos)
+    found: list[Path] = []
+    ignored: list[Path] = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            for directory, subdirectories, names in os.walk(entry):
+                subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+                for name in sorted(names):
+                    path = Path(directory, name)
+                    if name.startswith("."):
+                        continue
+                    (found if is_video_file(path) else ignored).append(path)
+        elif entry.exists():
+            found.append(entry)
+        else:
+            raise FileNotFoundError(f"{entry}: no such file or directory")
+    if not found:
+        raise ValueError(
+            f"no video files in {', '.join(map(str, entries)) or 'the empty list given'} "
+            f"(ignored {len(ignored)} file(s) without a video extension). Fix: name the "
+            "files or a directory that holds .mp4, .avi, .mkv, .webm, ... files"
+        )
+    by_id: dict[str, Path] = {}
+    for path in found:
+        video_id = path.stem
+        if video_id in by_id and by_id[video_id].resolve() != path.resolve():
+            raise ValueError(
+                f"{by_id[video_id]} and {path} both have the video id {video_id!r} (a video's "
+                "id is its file name without the extension). Fix: rename one, or extract "
+                "them into different outputs"
+            )
+        by_id[video_id] = path
+    return [VideoFile(video_id, path) for video_id, path in by_id.items()], ignored
+
+
+def extract_features(
+    videos: str | Path | Sequence[str | Path],
+    out: str | Path,
+    backbone: FrameBackbone,
+    *,
+    sampling: str = "uniform",
+    fps: float | None = None,
+    max_frames: int = 32,
+    batch_size: int = 32,
+    workers: int = 2,
+    decode_threads: int = 1,
+    feature_name: str | None = None,
+    layout: str = "hdf5",
+    dataset_root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    weights_label: str = "",
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract ``backbone`` features of every video into ``out``; see the module docstring.
+
+    ``workers`` decoding processes (0: decode in this process); ``decode_threads`` FFmpeg
+    threads each; ``feature_name`` defaults to the backbone's name; ``dataset_root`` (for
+    layouts "hgr" and "bigfile") gives splits and captions; ``weights_label`` says in the
+    recipe where the weights came from (the recipe also holds their fingerprint).
+    """
+    frame_sampling = FrameSampling(sampling, max_frames, fps)
+    feature_name = feature_name or backbone.name
+    _check_arguments(feature_name, layout, dataset_root, batch_size, workers, decode_threads)
+    video_files, ignored = find_videos(videos)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    features_path = out / f"{feature_name}.hdf5"
+    for stale in out.glob(f".{features_path.name}.partial-*"):  # a merge that was killed
+        stale.unlink()
+    parts = _Parts(out / f".{feature_name}.parts")
+    device = resolve_device(str(device))
+    recipe = _recipe(backbone, frame_sampling, weights_label)
+    done = _done_videos(features_path, parts, recipe)
+    summary = ExtractionSummary(
+        features_path=features_path,
+        report_path=out / f"{feature_name}.failures.json",
+        layout_path=None,
+        skipped=[video.video_id for video in video_files if video.video_id in done],
+        ignored_files=ignored,
+    )
+    todo = [video for video in video_files if video.video_id not in done]
+    parts.start(recipe)
+    model = backbone.to(device).eval()
+    decode = _DecodeJob(
+        frame_sampling, model.transform.resize, model.transform.interpolation, decode_threads
+    )
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(todo), unit="video", desc=f"extracting {feature_name}", disable=not progress
+    )
+    try:
+        for video, outcome in decoded_videos(todo, decode, workers):
+            if isinstance(outcome, Failure):
+                summary.failed.append(outcome)
+            else:
+                _embed_and_store(model, video, outcome, batch_size, device, parts, summary)
+            bar.update()
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(frames_per_s=f"{summary.total_frames / max(elapsed, 1e-9):.1f}")
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - started
+        parts.merge_into(features_path, recipe)
+        _write_report(summary, recipe)
+    if layout != "hdf5":
+        summary.layout_path = _write_layout(
+            layout,
+            out,
+            features_path,
+            Path(dataset_root),
+            feature_name,
+            recipe,
+            summary,
+            progress,
+        )
+    return summary
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class _DecodeJob:
+    """What a worker needs to decode one video (picklable)."""
+
+    sampling: FrameSampling
+    short_side: int
+    interpolation: str
+    threads: int
+
+    def __call__(self, path: Path) -> DecodedVideo:
+        return decode_video(
+            path,
+            self.sampling,
+            short_side=self.short_side,
+            interpolation=self.interpolation,
+            threads=self.threads,
+        )
+
+
+def decoded_videos(
+    videos: Sequence[VideoFile], decode: Callable[[Path], DecodedVideo], workers: int
+) -> Iterator[tuple[VideoFile, DecodedVideo | Failure]]:
+    """Each video with its decoded frames or its failure, in the order decoding finishes.
+
+    With ``workers`` > 0, ``decode`` (a picklable callable) runs in that many processes,
+    at most :data:`VIDEOS_AHEAD_PER_WORKER` videos each ahead of the consumer. A file that
+    kills its worker (a crash inside FFmpeg) fails alone: the videos in flight when a
+    worker died are decoded again one at a time in a fresh pool.
+    """
+    if workers == 0:
+        for video in videos:
+            yield video, _outcome(video, partial(decode, video.path))
+        return
+    queue = deque(videos)
+    suspects: deque[VideoFile] = deque()  # in flight when a worker died
+    in_flight: dict[Future, tuple[VideoFile, bool]] = {}  # future -> (video, decoded alone)
+    pool = _decoding_pool(workers)
+    try:
+        while queue or suspects or in_flight:
+            if suspects:
+                if not in_flight:
+                    video = suspects.popleft()
+                    in_flight[pool.submit(decode, video.path)] = (video, True)
+            else:
+                while queue and len(in_flight) < VIDEOS_AHEAD_PER_WORKER * workers:
+                    video = queue.popleft()
+                    in_flight[pool.submit(decode, video.path)] = (video, False)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                video, alone = in_flight.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    broken = True
+                    if alone:
+                        reason = "the decoding process died on this file (a crash in FFmpeg?)"
+                        yield video, Failure(video.video_id, str(video.path), reason)
+                    else:
+                        suspects.append(video)
+                    continue
+                yield video, _outcome(video, future.result)
+            if broken:
+                suspects.extend(video for video, _ in in_flight.values())
+                in_flight.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = _decoding_pool(workers)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _decoding_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes that leave Ctrl-C to the main process, which stops them.
+
+    On Linux they are forked, as torch's data-loader workers are (they never touch torch, so
+    its threads do not matter, and a script needs no ``if __name__ == "__main__"`` guard);
+    elsewhere they are spawned.
+    """
+    linux = sys.platform.startswith("linux")
+    context = multiprocessing.get_context("fork" if linux else "spawn")
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), linux)
+    )
+
+
+def _start_worker(parent: int, linux: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if linux:  # die with the main process, even when it is killed (no orphan keeps decoding)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the request was made
+            os._exit(1)
+    # objects inherited through the fork are never garbage-collected here: freeing one that
+    # owned threads (which a fork does not copy) would wait for them forever
+    gc.freeze()
+
+
+def _outcome(video: VideoFile, result: Callable[[], DecodedVideo]) -> DecodedVideo | Failure:
+    """The decoded video, or the failure that one bad file is (never raised further)."""
+    try:
+        return result()
+    except DecodeError as error:
+        return Failure(video.video_id, str(video.path), error.reason)
+    except Exception as error:  # anything else one file does must not stop the run
+        return Failure(video.video_id, str(video.path), f"{type(error).__name__}: {error}")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _embed_and_store(
+    model: FrameBackbone,
+    video: VideoFile,
+    decoded: DecodedVideo,
+    batch_size: int,
+    device: torch.device,
+    parts: _Parts,
+    summary: ExtractionSummary,
+) -> None:
+    features = embed_frames(model, decoded.frames, batch_size, device)  # (frames, dim)
+    if not np.isfinite(features).all():
+        reason = "the backbone gave NaN or Inf features; check the weights file"
+        summary.failed.append(Failure(video.video_id, str(video.path), reason))
+        return
+    parts.write(video, decoded, features)
+    summary.extracted.append(video.video_id)
+    summary.frames[video.video_id] = len(features)
+    if decoded.notes:
+        summary.notes[video.video_id] = decoded.notes
+
+
+def embed_frames(
+    model: FrameBackbone, frames: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """(frames, height, width, 3) uint8 -> (frames, output_dim) float32, in chunks."""
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch_size):
+            batch = torch.from_numpy(frames[start : start + batch_size]).to(device)
+            images = model.transform(batch)  # (chunk, 3, size, size)
+            chunks.append(model(images).float().cpu())  # (chunk, output_dim)
+    return torch.cat(chunks).numpy()
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha1 over every parameter and buffer (names, shapes, values): which weights ran."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _recipe(backbone: FrameBackbone, sampling: FrameSampling, weights_label: str) -> dict:
+    transform = backbone.transform
+    recipe = {
+        "format": FORMAT_VERSION,
+        "backbone": backbone.name,
+        "output_dim": backbone.output_dim,
+        "features": "the backbone's pooled image embedding of each sampled frame; no "
+        "temporal pooling",
+        "weights_sha1": weights_fingerprint(backbone),
+        "sampling": asdict(sampling),
+        "decoding": f"PyAV/FFmpeg; sampled frames turned upright, made square-pixel and "
+        f"scaled by swscale ({transform.interpolation}) to shorter side {transform.resize}",
+        "transform": asdict(transform),
+        "informational": {  # not compared when resuming
+            "weights": weights_label,
+            "mcsan": __version__,
+            "torch": torch.__version__,
+            "av": av.__version__,
+            "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+        },
+    }
+    return json.loads(json.dumps(recipe))  # tuples as lists, as when read back
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    def essential(recipe: dict) -> str:
+        return json.dumps({k: v for k, v in recipe.items() if k != "informational"}, sort_keys=True)
+
+    return essential(a) == essential(b)
+
+
+def _recipe_mismatch(path: Path, found: dict, recipe: dict) -> ValueError:
+    differing = sorted(
+        key
+        for key in set(found) | set(recipe)
+        if key != "informational" and found.get(key) != recipe.get(key)
+    )
+    return ValueError(
+        f"{path} holds features made by another recipe (differing: {', '.join(differing)}); "
+        "adding to them would mix two kinds of features. Fix: choose another --feature-name "
+        "or --out, or delete it to start over"
+    )
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class _Parts:
+    """Finished videos of the current run, one ``<id>.npz`` each, renamed into place."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def files(self) -> dict[str, Path]:
+        """video id -> finished part file (temporary files are not finished parts)."""
+        if not self.directory.is_dir():
+            return {}
+        return {
+            path.name[: -len(".npz")]: path
+            for path in sorted(self.directory.iterdir())
+            if path.name.endswith(".npz")
+        }
+
+    def recipe(self) -> dict | None:
+        path = self.directory / RECIPE_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def start(self, recipe: dict) -> None:
+        self.directory.mkdir(exist_ok=True)
+        for stale in self.directory.glob("*.partial-*"):  # from a killed run
+            stale.unlink()
+        _write_json_atomically(self.directory / RECIPE_FILE, recipe)
+
+    def write(self, video: VideoFile, decoded: DecodedVideo, features: np.ndarray) -> None:
+        """Write one video's part so that it exists whole or not at all."""
+        final = self.directory / f"{video.video_id}.npz"
+        unfinished = self.directory / f"{video.video_id}.npz.partial-{os.getpid()}"
+        with open(unfinished, "wb") as file:
+            np.savez(
+                file,
+                features=features,  # (frames, dim) float32
+                timestamps=decoded.timestamps,  # (frames,) seconds
+                source=np.array(str(video.path)),
+                decoded_frames=np.array(decoded.decoded_frames),
+            )
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(unfinished, final)
+
+    def merge_into(self, features_path: Path, recipe: dict) -> None:
+        """Write ``features_path`` anew from itself and the parts, replace it atomically, then
+        delete the parts."""
+        parts = self.files()
+        if parts:
+            unfinished = _unfinished(features_path)
+            with h5py.File(unfinished, "w") as merged:
+                merged.attrs[RECIPE_ATTRIBUTE] = json.dumps(recipe)
+                present: set[str] = set()
+                if features_path.exists():
+                    with h5py.File(features_path, "r") as old:
+                        for key in old:
+                            old.copy(old[key], merged, name=key)
+                            present.add(key)
+                for video_id, path in parts.items():
+                    if video_id not in present:  # else merged before a kill, copied above
+                        _store_part(merged, video_id, path)
+            os.replace(unfinished, features_path)
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+
+
+def _store_part(file: h5py.File, video_id: str, path: Path) -> None:
+    try:
+        with np.load(path, allow_pickle=False) as part:
+            dataset = file.create_dataset(video_id, data=part["features"])  # (frames, dim)
+            dataset.attrs["timestamps"] = part["timestamps"]
+            dataset.attrs["source"] = str(part["source"])
+            dataset.attrs["decoded_frames"] = int(part["decoded_frames"])
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"{path}: finished part of video {video_id} cannot be read ({error}). Fix: delete "
+            "it; the next run extracts the video again"
+        ) from error
+
+
+def _done_videos(features_path: Path, parts: _Parts, recipe: dict) -> set[str]:
+    """Ids already extracted with this recipe; raises if earlier output used another."""
+    done: set[str] = set()
+    if features_path.exists():
+        try:
+            with h5py.File(features_path, "r") as file:
+                found = file.attrs.get(RECIPE_ATTRIBUTE)
+                done.update(file.keys())
+        except OSError as error:
+            raise ValueError(
+                f"{features_path} cannot be read as HDF5 ({error}). Fix: delete it to extract "
+                "from scratch, or choose another --out or --feature-name"
+            ) from error
+        if found is None:
+            raise ValueError(
+                f"{features_path} was not written by mcsan extract (it has no recipe). Fix: "
+                "choose another --out or --feature-name"
+            )
+        if not _same_recipe(json.loads(found), recipe):
+            raise _recipe_mismatch(features_path, json.loads(found), recipe)
+    part_recipe = parts.recipe()
+    if part_recipe is not None and not _same_recipe(part_recipe, recipe):
+        raise _recipe_mismatch(parts.directory, part_recipe, recipe)
+    return done | set(parts.files())
+
+
+def _write_report(summary: ExtractionSummary, recipe: dict) -> None:
+    report = {
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "features": str(summary.features_path),
+        "videos": {
+            "extracted": len(summary.extracted),
+            "skipped_as_done": len(summary.skipped),
+            "failed": len(summary.failed),
+        },
+        "failed": [asdict(failure) for failure in summary.failed],
+        "notes": [
+            {"video_id": video_id, "notes": notes} for video_id, notes in summary.notes.items()
+        ],
+        "frames": summary.frames,
+        "recipe": recipe,
+    }
+    _write_json_atomically(summary.report_path, report)
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    unfinished = _unfinished(path)
+    unfinished.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(unfinished, path)
+
+
+def _unfinished(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place (hidden from readers)."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _write_layout(
+    layout: str,
+    out: Path,
+    features_path: Path,
+    dataset_root: Path,
+    feature_name: str,
+    recipe: dict,
+    summary: ExtractionSummary,
+    progress: bool,
+) -> Path:
+    """Write the HGR or BigFile dataset: splits and captions from ``dataset_root``, features
+    of the videos extracted so far; note the videos left out."""
+    dataset = read_dataset(dataset_root, check_values=False, progress=False)
+    if not features_path.exists():
+        raise ValueError(
+            f"no video has features yet ({features_path} does not exist), so no {layout} "
+            "dataset can be written; see the failure report"
+        )
+    with h5py.File(features_path, "r") as file:
+        available = set(file.keys())
+        split_ids: dict[str, list[str]] = {}
+        captions: dict[str, list[str]] = {}
+        for split in dataset:
+            if split.name not in WRITABLE_SPLITS:
+                summary.layout_notes.append(
+                    f"split {split.name!r} of {dataset_root} is not written: the {layout} "
+                    f"layout holds {', '.join(WRITABLE_SPLITS)} only"
+                )
+                continue
+            kept = [video_id for video_id in split.video_ids if video_id in available]
+            left_out = [video_id for video_id in split.video_ids if video_id not in available]
+            if left_out:
+                summary.layout_notes.append(
+                    f"{len(left_out)} of {len(split.video_ids)} videos of split {split.name!r} "
+                    f"have no features (no file, or it failed), e.g. {left_out[0]}; they are "
+                    "left out of the dataset"
+                )
+            if kept:
+                split_ids[split.name] = kept
+                for caption in split.captions:
+                    if caption.video_id in available:
+                        captions.setdefault(caption.video_id, []).append(caption.text)
+        if not split_ids:
+            raise ValueError(
+                f"none of the videos of {dataset_root} has features in {features_path} "
+                f"(it holds {len(available)} videos). A video's id is its file name without the "
+                "extension. Fix: check that the file names match the dataset's video ids"
+            )
+        source = {feature_name: lambda video_id: file[video_id][()]}  # (frames, dim)
+        if layout == "hgr":
+            root = write_hgr(
+                out / "hgr", split_ids, captions, source, overwrite=True, progress=progress
+            )
+            feature_dirs = [root / "ordered_feature" / "SA" / feature_name]
+        else:
+            prefix = re.sub(r"[^\w.-]", "_", dataset_root.resolve().name) or "videos"
+            root = write_bigfile(
+                out / "bigfile",
+                prefix,
+                split_ids,
+                captions,
+                source,
+                overwrite=True,
+                progress=progress,
+            )
+            feature_dirs = [
+                root / f"{prefix}{split}" / "FeatureData" / feature_name for split in split_ids
+            ]
+    for directory in feature_dirs:
+        _write_json_atomically(directory / RECIPE_FILE, recipe)
+    return root
+
+
+def _check_arguments(
+    feature_name: str,
+    layout: str,
+    dataset_root: str | Path | None,
+    batch_size: int,
+    workers: int,
+    decode_threads: int,
+) -> None:
+    if not feature_name or feature_name.startswith(".") or re.search(r"[/\\\s]", feature_name):
+        raise ValueError(f"feature name {feature_name!r} must be a plain file name")
+    if layout not in FEATURE_LAYOUTS:
+        raise ValueError(f"layout {layout!r} is unknown; choose one of {FEATURE_LAYOUTS}")
+    if layout == "hdf5" and dataset_root is not None:
+        raise ValueError("a dataset root is used only with layout 'hgr' or 'bigfile'")
+    if layout != "hdf5" and dataset_root is None:
+        raise ValueError(
+            f"layout {layout!r} needs the dataset's annotation (--dataset ROOT) for its splits "
+            "and captions"
+        )
+    if batch_size < 1 or workers < 0 or decode_threads < 0:
+        raise ValueError(
+            f"batch_size={batch_size}, workers={workers}, decode_threads={decode_threads}: "
+            "batch_size must be positive, the others at least 0"
+        )

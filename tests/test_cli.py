@@ -32,6 +32,24 @@ def test_pipeline_through_the_command_line(tmp_path, capsys, one_thread):
     assert abs(fused["rsum"] - sum(fused[f"{d}_r{k}"] for d in ("t2v", "v2t")
                                    for k in (1, 5, 10))) < 1e-6
 
+    # The trained model on another dataset: its captions parsed with the model's vocabularies.
+    other, other_prepared = tmp_path / "other", tmp_path / "other_prepared"
+    assert main(["synth", str(other), "--size", "tiny", "--seed", "7"]) == 0
+    assert main(["evaluate", str(run / "best"), "--data", str(other),
+                 "--prepared", str(other_prepared)]) == 1
+    assert "other_prepared" in capsys.readouterr().err  # not prepared yet: says so
+    assert main(["prepare", str(other), "--out", str(other_prepared),
+                 "--vocab-from", str(run / "best")]) == 0
+    assert json.loads((other_prepared / "vocab.json").read_text())["attributes"] == json.loads(
+        (run / "best" / "vocab.json").read_text())["attributes"]
+    out_other = tmp_path / "other.json"
+    assert main(["evaluate", str(run / "best"), "--data", str(other), "--prepared",
+                 str(other_prepared), "--split", "test", "--out", str(out_other)]) == 0
+    assert json.loads(out_other.read_text())["videos"] == 24  # tiny: 30 % of 80 videos
+    assert main(["prepare", str(other), "--out", str(tmp_path / "x"), "--vocab-from",
+                 str(tmp_path / "nowhere")]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
 
 def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nowhere")]) == 1

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE",
                          help="config override, e.g. --set vocab.min_count=5 (repeatable)")
+    prepare.add_argument("--vocab-from", type=Path, metavar="CHECKPOINT",
+                         help="use a trained checkpoint's vocabularies instead of building them "
+                              "(to evaluate that model on this dataset)")
     prepare.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
     prepare.add_argument("--skip-invalid", action="store_true")
     prepare.set_defaults(handler=run_prepare)
@@ -150,8 +153,13 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     config = Config.load(args.config) if args.config else Config()
     config = apply_overrides(config, args.overrides)
+    vocabularies = None
+    if args.vocab_from:
+        from mcsan.checkpoint import load_checkpoint
+
+        vocabularies = load_checkpoint(args.vocab_from).vocab
     dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
-    prepare(dataset, args.out, config.vocab, n_process=args.n_process)
+    prepare(dataset, args.out, config.vocab, n_process=args.n_process, vocabularies=vocabularies)
     return 0
 
 

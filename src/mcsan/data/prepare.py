@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -107,19 +107,24 @@ def prepare(
     batch_size: int = 256,
     progress: bool = True,
     train_split: str = "train",
+    vocabularies: Mapping[str, Any] | None = None,
 ) -> PreparedData:
     """Parse all captions (through the cache in ``out_dir``), build vocabularies from
     ``train_split`` and write parses, vocabularies and statistics to ``out_dir``.
 
+    ``vocabularies`` (a checkpoint's ``vocab.json``: ``{"attributes": ..., "words": ...}``)
+    replaces the built ones, so a trained model can be evaluated on another dataset; the
+    train split is then only used for statistics and may be empty or absent.
     With ``progress`` a progress bar runs while parsing and the statistics are printed.
     """
     out_dir = Path(out_dir)
     check_caption_ids(dataset)
-    train = dataset[train_split]
-    if not train.captions:
+    given = None if vocabularies is None else vocabularies_from_json(vocabularies)
+    train = dataset[train_split] if given is None or train_split in dataset.splits else None
+    if given is None and not train.captions:
         raise ValueError(
             f"dataset at {dataset.root}: split {train_split!r} has no captions to build "
-            "vocabularies from"
+            "vocabularies from (or prepare with the vocabularies of a trained model)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -133,10 +138,13 @@ def prepare(
         parses = {c.caption_id: p for c, p in zip(captions, parse_list, strict=True)}
         caption_splits = {c.caption_id: s.name for s in dataset for c in s.captions}
 
-        train_parses = [parses[c.caption_id] for c in train.captions]
+        train_parses = [parses[c.caption_id] for c in train.captions] if train else []
         label_counts = count_labels(train_parses)
-        vocabs = vocabs_from_counts(label_counts, vocab_config.min_count, vocab_config.top_k)
-        words = WordVocab.build((p.tokens for p in train_parses), vocab_config.word_min_count)
+        if given is None:
+            vocabs = vocabs_from_counts(label_counts, vocab_config.min_count, vocab_config.top_k)
+            words = WordVocab.build((p.tokens for p in train_parses), vocab_config.word_min_count)
+        else:
+            vocabs, words = given
         caption_hash = caption_fingerprint(dataset)
         stats = {
             "parsing": {
@@ -178,6 +186,7 @@ def prepare(
                 "captions": len(captions),
                 "train_split": train_split,
                 "vocab_config": asdict(vocab_config),
+                "vocab_given": given is not None,
                 "attributes": {level: vocab.to_json() for level, vocab in vocabs.items()},
                 "words": words.to_json(),
             },
@@ -185,6 +194,23 @@ def prepare(
     if progress:
         print(format_stats(stats, vocabs))
     return PreparedData(out_dir, parses, caption_splits, vocabs, words, stats, caption_hash)
+
+
+def vocabularies_from_json(
+    data: Mapping[str, Any],
+) -> tuple[dict[str, AttributeVocab], WordVocab]:
+    """Attribute vocabularies per level and the word vocabulary from a checkpoint's
+    ``vocab.json`` dict."""
+    try:
+        vocabs = {level: AttributeVocab.from_json(data["attributes"][level]) for level in
+                  ATTRIBUTE_LEVELS}
+        words = WordVocab.from_json(data["words"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"the given vocabularies lack {error}; pass a checkpoint's vocab.json "
+            '({"attributes": {level: ...}, "words": ...})'
+        ) from error
+    return vocabs, words
 
 
 def split_stats(

@@ -463,6 +463,22 @@ def test_transform_crops_the_centre(interpolation):
     torch.testing.assert_close(transform(frames)[0], (crop / 255 - 0.5) / 0.25, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(256, 341), (341, 256)])
+def test_transform_skips_resampling_frames_already_at_the_resize_size(shape):
+    """Frames the decoder already scaled are only cropped; the result equals resampling them
+    at their own size (an identity resize), which is what the general path does."""
+    frames = torch.randint(0, 256, (3, *shape, 3), dtype=torch.uint8)
+    resampled = torch.nn.functional.interpolate(
+        frames.permute(0, 3, 1, 2).float(), size=shape, mode="bilinear", antialias=True
+    )  # (3, 3, H, W)
+    top, left = (int(round((side - 224) / 2.0)) for side in shape)  # torchvision CenterCrop
+    crop = resampled[:, :, top : top + 224, left : left + 224]
+    mean = torch.tensor(RESNET_STYLE.mean).view(1, 3, 1, 1)
+    std = torch.tensor(RESNET_STYLE.std).view(1, 3, 1, 1)
+    expected = (crop / 255 - mean) / std
+    torch.testing.assert_close(RESNET_STYLE(frames), expected, rtol=0, atol=1e-5)
+
+
 def test_transform_rejects_bad_input():
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\) uint8"):
         RESNET_STYLE(torch.zeros(1, 8, 8, 4, dtype=torch.uint8))

@@ -163,6 +163,11 @@ class ImageTransform:
         resized_height, resized_width = self.resized_shape(height, width)
         top = int(round((resized_height - self.size) / 2.0))
         left = int(round((resized_width - self.size) / 2.0))
+        if (height, width) == (resized_height, resized_width):
+            # already at the resize size (the decoder scaled it): crop only, no resampling
+            crops = frames[:, top : top + self.size, left : left + self.size]  # (N, S, S, 3)
+            images = crops.permute(0, 3, 1, 2).float()  # (N, 3, S, S)
+            return self._normalised(images)
         images = torch.empty(
             (count, 3, self.size, self.size), dtype=torch.float32, device=frames.device
         )
@@ -177,8 +182,12 @@ class ImageTransform:
                 antialias=True,
             )  # (1, 3, resized_height, resized_width)
             images[index] = resized[0, :, top : top + self.size, left : left + self.size]
-        mean = torch.tensor(self.mean, device=frames.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=frames.device).view(1, 3, 1, 1)
+        return self._normalised(images)
+
+    def _normalised(self, images: torch.Tensor) -> torch.Tensor:
+        # images (N, 3, S, S) float32 in [0, 255] (in place) -> (N, 3, S, S) normalised
+        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
         return images.clamp_(0.0, 255.0).div_(255.0).sub_(mean).div_(std)
 
 

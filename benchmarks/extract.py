@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = end_to_end["frames_per_s"] / model_rate
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python benchmarks/extract.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine,
         "setup": {
             "videos": args.videos,

@@ -26,3 +26,13 @@ def test_ablation_short_mode(tmp_path, one_thread):
         assert len(runs) == 1 and 0 < runs[0]["rsum"] <= 600, variant
         assert 0.0 <= runs[0]["role_swap_acc"] <= 1.0
     assert "| full |" in report["table"]
+
+
+def test_extract_benchmark_quick_mode(tmp_path, one_thread):
+    extract = load("extract")
+    out = tmp_path / "extract.json"
+    assert extract.main(["--quick", "--max-frames", "2", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["end_to_end"]["frames"] == report["model"]["before"]["frames"] == 4 * 2
+    assert report["end_to_end_over_model"] > 0 and report["goal"] == 0.7
+    assert "--quick" in report["command"]

@@ -133,11 +133,12 @@ def run(preset: str, seeds: list[int], variants: list[str], out_dir: Path, epoch
     return rows
 
 
-def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
+    """Per variant: [mean, std] of each metric (std None for one seed) and the seeds run."""
     keys = ["rsum", "t2v_r1", "t2v_r5", "v2t_r1", "role_swap_acc", "val_rsum"]
     summary = {}
     for variant, runs in rows.items():
-        summary[variant] = {}
+        summary[variant] = {"seeds": sorted(r["seed"] for r in runs)}
         for key in keys:
             values = [r[key] for r in runs]
             std = statistics.stdev(values) if len(values) > 1 else None  # one seed: no spread
@@ -146,8 +147,8 @@ def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| variant | test rsum | t2v R@1 | t2v R@5 | v2t R@1 | role-swap acc | val rsum |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | seeds | test rsum | t2v R@1 | t2v R@5 | v2t R@1 | role-swap acc | val rsum |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def cell(mean_std: list, digits: int) -> str:
         mean, std = mean_std
@@ -156,7 +157,8 @@ def markdown(summary: dict) -> str:
     for variant, stats in summary.items():
         cells = [cell(stats[k], 1) for k in ("rsum", "t2v_r1", "t2v_r5", "v2t_r1")]
         cells += [cell(stats["role_swap_acc"], 3), cell(stats["val_rsum"], 1)]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        seeds = ",".join(str(seed) for seed in stats["seeds"])
+        lines.append(f"| {variant} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from mcsan import LEVELS
 from mcsan.config import LossConfig, ModelConfig
-from mcsan.data.batches import Batch
+from mcsan.data.batches import SPAN_LEVELS, Batch
 from mcsan.model.mcsan import MCSAN
 
 BATCH, FRAMES, VIDEO_DIM, WORDS, EMBED, VOCAB = 128, 20, 2048, 20, 1024, 10_000
@@ -42,7 +42,7 @@ def random_batch(device: torch.device) -> Batch:
         words=torch.randint(2, VOCAB, (BATCH, WORDS), generator=g) * word_mask,
         word_mask=word_mask,
         level_masks={k: (torch.rand(BATCH, WORDS, generator=g) < 0.3) & word_mask
-                     for k in ATTRIBUTES},
+                     for k in SPAN_LEVELS},
         # three relationships per caption (MSR-VTT captions have 1-3)
         role_masks=(torch.rand(BATCH, 3, 3, WORDS, generator=g) < 0.1) & word_mask[:, None, None],
         video_targets={k: (torch.rand(BATCH, n, generator=g) < 0.005).float()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcsan.data.batches import CaptionItems, CaptionPairs, VideoItems, collate_pairs
+from mcsan.data.batches import SPAN_LEVELS, CaptionItems, CaptionPairs, VideoItems, collate_pairs
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.data.vocab import WORD_PAD
@@ -33,7 +33,10 @@ def test_pairs_collate_to_a_padded_batch(train_pairs):
         assert batch.text_targets[level].shape == (7, size)
         # a caption's own labels are a subset of its video's union
         assert (batch.text_targets[level] <= batch.video_targets[level]).all()
-        assert not (batch.level_masks[level] & ~batch.word_mask).any()
+    assert set(batch.level_masks) == set(SPAN_LEVELS)
+    for mask in batch.level_masks.values():
+        assert not (mask & ~batch.word_mask).any()
+    assert not (batch.role_masks & ~batch.word_mask[:, None, None]).any()
     assert batch.caption_ids == [c.caption_id for c in split.captions[:7]]
 
 

@@ -6,7 +6,7 @@ import torch
 
 from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.config import LossConfig, ModelConfig
-from mcsan.data.batches import Batch
+from mcsan.data.batches import SPAN_LEVELS, Batch
 from mcsan.data.vocab import WORD_PAD
 from mcsan.model import MCSAN, load_glove
 from mcsan.model.text import glove_dim
@@ -74,7 +74,7 @@ def make_batch(
     )
     level_masks = {
         level: (torch.rand(batch, length, generator=g) < 0.4) & word_mask
-        for level in ATTRIBUTE_LEVELS
+        for level in SPAN_LEVELS
     }
     # two relationships per caption; a role may be empty (all False)
     role_masks = (torch.rand(batch, 2, 3, length, generator=g) < 0.3) & word_mask[:, None, None]
@@ -307,7 +307,6 @@ def test_relationship_level_alone_learns_role_order():
     for i, (first, second) in enumerate(pairs):
         batch.video[i, :3], batch.video[i, 3:] = entities[first], entities[second]
         batch.words[i] = torch.tensor([2 + first, 10, 2 + second])
-        batch.level_masks["relationship"][i] = True
     # one triple per caption: subject = word 0, predicate = word 1, object = word 2
     batch.role_masks = torch.eye(3, dtype=torch.bool)[None, None].repeat(8, 1, 1, 1)
     batch.video = batch.video + 0.1 * torch.randn(batch.video.shape, generator=g)
@@ -479,7 +478,7 @@ def caption_batch(captions: list[list[str]], extra_padding: int = 0) -> Batch:
     batch.tokens = captions
     subject_object = [[w in ("dog", "cat", "chases") for w in c] for c in captions]
     mask = torch.tensor([row + [False] * (length - len(row)) for row in subject_object])
-    batch.level_masks = {level: mask for level in ATTRIBUTE_LEVELS}
+    batch.level_masks = {level: mask for level in SPAN_LEVELS}
     batch.role_masks = mask[:, None, None, :].repeat(1, 1, 3, 1)  # (B, 1, 3, L)
     return batch
 

@@ -19,6 +19,10 @@ from mcsan.data.vocab import WORD_PAD
 if TYPE_CHECKING:  # the prepared data is only passed through; importing it pulls in spaCy
     from mcsan.data.prepare import PreparedData
 
+# Levels the text encoder pools over token spans (``Batch.level_masks``); the relationship
+# level reads each relationship's role spans instead (``Batch.role_masks``).
+SPAN_LEVELS: tuple[str, ...] = ("entity", "action")
+
 
 
 @dataclass
@@ -27,8 +31,8 @@ class Batch:
     video_mask: torch.Tensor  # (B, T) bool, True = real frame
     words: torch.Tensor  # (B, L) int64 word ids, WORD_PAD = padding
     word_mask: torch.Tensor  # (B, L) bool, True = real token
-    # token membership in each attribute level's spans, level -> (B, L) bool
-    # ("entity", "action", "relationship"); all False when a caption has none of that level
+    # token membership in the spans of each of SPAN_LEVELS, level -> (B, L) bool
+    # ("entity", "action"); all False when a caption has none of that level
     level_masks: dict[str, torch.Tensor]
     # each relationship's (subject, predicate, object) tokens, (B, R, 3, L) bool; R = the most
     # relationships of one caption in the batch (at least 1), all-False rows are padding
@@ -134,7 +138,7 @@ class CaptionItems(torch.utils.data.Dataset):
             "words": self.prepared.words.encode(tokens),
             "level_tokens": {
                 level: sorted({i for a in parse.level(level) for i in a.tokens if i < len(tokens)})
-                for level in self.levels
+                for level in SPAN_LEVELS
             },
             "roles": [
                 [[i for i in part if i < len(tokens)] for part in relation.roles]
@@ -259,7 +263,7 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
     length = max(1, max(len(item["words"]) for item in items))
     words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
     word_mask = torch.zeros(size, length, dtype=torch.bool)  # (B, L)
-    level_masks = {lv: torch.zeros(size, length, dtype=torch.bool) for lv in attribute_sizes}
+    level_masks = {lv: torch.zeros(size, length, dtype=torch.bool) for lv in SPAN_LEVELS}
     relations = max(1, max(len(item["roles"]) for item in items))
     role_masks = torch.zeros(size, relations, 3, length, dtype=torch.bool)  # (B, R, 3, L)
     text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
@@ -267,8 +271,9 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         n_words = len(item["words"])
         words[i, :n_words] = torch.tensor(item["words"], dtype=torch.long)
         word_mask[i, :n_words] = True
-        for level in attribute_sizes:
+        for level in SPAN_LEVELS:
             level_masks[level][i, item["level_tokens"][level]] = True
+        for level in attribute_sizes:
             text_targets[level][i, item["text_labels"][level]] = 1.0
         for r, parts in enumerate(item["roles"]):
             for role, positions in enumerate(parts):

@@ -12,9 +12,10 @@
                   attention pooling over the caption's triples; an empty role ("a man dances"
                   has no object) reads a learned empty-role vector
 
-The level masks come from the parse (``Batch.level_masks``). A caption with no token of a level
-(no verb, no object) falls back to pooling over all its tokens (for the relationship level: one
-triple whose three roles each read the whole caption), so every level is always defined.
+The entity and action masks come from the parse (``Batch.level_masks``), the relationship roles
+from ``Batch.role_masks``. A caption with no token of a level (no verb, no object) falls back
+to pooling over all its tokens (for the relationship level: one triple whose three roles each
+read the whole caption), so every level is always defined.
 Roles come from the parse, not from word order: a passive ("a cat is chased by a dog") puts the
 dog in the subject role, as the active sentence does.
 
@@ -225,17 +226,22 @@ class TextEncoder(nn.Module):
         for level in self.levels:
             if level == "relationship":
                 state = self._relationship_state(states, word_mask, role_masks)  # (B, H)
-                out[level] = self.heads[level](state)
-                continue
-            if level == "global":
-                mask = word_mask
             else:
-                if level not in level_masks:
-                    raise KeyError(f"the batch has no level mask for {level!r}")
-                mask = level_masks[level] & word_mask  # (B, L)
-                mask = torch.where(mask.any(dim=1, keepdim=True), mask, word_mask)
-            out[level] = self.heads[level](self.pools[level](states, mask))  # (B, E)
+                state = self.pools[level](states, self._span_mask(level, word_mask, level_masks))
+            out[level] = self.heads[level](state)  # (B, E)
         return out
+
+    @staticmethod
+    def _span_mask(
+        level: str, word_mask: torch.Tensor, level_masks: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        # word_mask (B, L), level_masks level -> (B, L) -> the tokens ``level`` pools (B, L)
+        if level == "global":
+            return word_mask
+        if level not in level_masks:
+            raise KeyError(f"the batch has no level mask for {level!r}")
+        mask = level_masks[level] & word_mask  # (B, L)
+        return torch.where(mask.any(dim=1, keepdim=True), mask, word_mask)
 
     def _relationship_state(
         self, states: torch.Tensor, word_mask: torch.Tensor, role_masks: torch.Tensor | None

@@ -226,6 +226,27 @@ def _fsync_directory(path: Path) -> None:
 # ----- loading -----------------------------------------------------------------------------
 def load_checkpoint(directory: str | Path) -> Checkpoint:
     """Read a checkpoint directory written by ``save_checkpoint`` (tensors on the CPU)."""
+    directory = _checked_directory(directory)
+    metrics_path = directory / METRICS_FILE
+    return Checkpoint(
+        directory=directory,
+        config=Config.load(directory / CONFIG_FILE),
+        model_state=load_file(str(directory / MODEL_FILE)),
+        vocab=_read_json(directory / VOCAB_FILE),
+        optimizer_state=_read_structured(directory, "optimizer"),
+        scheduler_state=_read_structured(directory, "scheduler"),
+        trainer_state=_read_structured(directory, "trainer_state"),
+        metrics=_read_json(metrics_path) if metrics_path.is_file() else None,
+    )
+
+
+def load_checkpoint_vocab(directory: str | Path) -> dict[str, Any]:
+    """Only the vocabularies of a checkpoint directory (its weights are not read)."""
+    return _read_json(_checked_directory(directory) / VOCAB_FILE)
+
+
+def _checked_directory(directory: str | Path) -> Path:
+    """``directory`` as a Path, or an error saying why it is not a complete checkpoint."""
     directory = Path(directory)
     if not directory.is_dir():
         leftovers = sorted(directory.parent.glob(f"{directory.name}.old-*"))
@@ -242,17 +263,7 @@ def load_checkpoint(directory: str | Path) -> Checkpoint:
                 f"checkpoint {directory} has no {required}; it is incomplete or not written by "
                 "mcsan (save_checkpoint writes config.json, model.safetensors and vocab.json)"
             )
-    metrics_path = directory / METRICS_FILE
-    return Checkpoint(
-        directory=directory,
-        config=Config.load(directory / CONFIG_FILE),
-        model_state=load_file(str(directory / MODEL_FILE)),
-        vocab=_read_json(directory / VOCAB_FILE),
-        optimizer_state=_read_structured(directory, "optimizer"),
-        scheduler_state=_read_structured(directory, "scheduler"),
-        trainer_state=_read_structured(directory, "trainer_state"),
-        metrics=_read_json(metrics_path) if metrics_path.is_file() else None,
-    )
+    return directory
 
 
 def _read_json(path: Path) -> Any:

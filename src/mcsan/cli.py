@@ -155,9 +155,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     config = apply_overrides(config, args.overrides)
     vocabularies = None
     if args.vocab_from:
-        from mcsan.checkpoint import load_checkpoint
+        from mcsan.checkpoint import load_checkpoint_vocab
 
-        vocabularies = load_checkpoint(args.vocab_from).vocab
+        vocabularies = load_checkpoint_vocab(args.vocab_from)
     dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
     prepare(dataset, args.out, config.vocab, n_process=args.n_process, vocabularies=vocabularies)
     return 0

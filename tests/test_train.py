@@ -89,6 +89,20 @@ def test_resume_continues_exactly(tiny_prepared, tmp_path, one_thread, monkeypat
     assert resumed.best_rsum == straight.best_rsum
 
 
+def test_sum_violation_warm_up_then_hardest_negatives(tiny_prepared, tmp_path, one_thread):
+    summed = train(tiny_config(tiny_prepared, tmp_path / "sum", ["loss.max_violation=false"]),
+                   progress=False)
+    warm = train(tiny_config(tiny_prepared, tmp_path / "warm", ["loss.sum_violation_epochs=1"]),
+                 progress=False)
+    assert [r["hardest_negatives"] for r in warm.history] == [0, 1]
+    assert [r["hardest_negatives"] for r in summed.history] == [0, 0]
+    # epoch 1 is the summed-violation run step for step; epoch 2 takes the hardest negative
+    assert warm.history[0]["rank/fused"] == summed.history[0]["rank/fused"]
+    assert warm.history[1]["rank/fused"] != summed.history[1]["rank/fused"]
+    with pytest.raises(ValueError, match="sum_violation_epochs"):
+        tiny_config(tiny_prepared, tmp_path / "bad", ["loss.sum_violation_epochs=-1"]).validate()
+
+
 def test_non_finite_loss_names_step_and_term(tiny_prepared, tmp_path, one_thread):
     config = tiny_config(tiny_prepared, tmp_path / "nan", ["train.lr=1e30", "train.warmup_steps=0",
                                                            "train.grad_clip=1e30"])

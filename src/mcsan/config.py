@@ -65,6 +65,9 @@ class LossConfig:
     ranking_per_level: bool = True  # hinge ranking on each level's similarity
     ranking_fused: bool = True  # hinge ranking on the fused score
     max_violation: bool = True  # hardest negatives (VSE++); False = sum over negatives
+    # with max_violation: the first N epochs sum over negatives before the hardest take over
+    # (VSE-infinity's warm-up; hardest negatives from a random start can collapse a model)
+    sum_violation_epochs: int = 0
     attribute_loss: str = "focal"  # focal | bce | none
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
@@ -121,6 +124,11 @@ class Config:
         if self.loss.attribute_loss not in ("focal", "bce", "none"):
             raise ValueError(
                 f"loss.attribute_loss={self.loss.attribute_loss!r}; choose focal, bce or none"
+            )
+        if self.loss.sum_violation_epochs < 0:
+            raise ValueError(
+                f"loss.sum_violation_epochs={self.loss.sum_violation_epochs} is negative; "
+                "use 0 for hardest negatives from the first epoch"
             )
         bad_top_k = [k for k in self.vocab.top_k if k not in ATTRIBUTE_LEVELS]
         if bad_top_k:

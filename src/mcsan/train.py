@@ -164,11 +164,12 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         model.train()
         generator.manual_seed(config.train.seed * 1000 + epoch)
         sums: dict[str, float] = {}
+        hardest = config.loss.max_violation and epoch >= config.loss.sum_violation_epochs
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
         for batch in bar:
             batch = batch.to(device)
             with torch.autocast(device.type, enabled=use_amp):
-                loss, terms = model.compute_loss(batch)
+                loss, terms = model.compute_loss(batch, hardest_negatives=hardest)
             _check_finite(loss, terms, step, epoch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -184,7 +185,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
                 writer.add_scalar(f"train/{key}", value, step)
             bar.set_postfix(loss=f"{values['loss']:.3f}")
         n_batches = max(1, len(loader))
-        record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0]}
+        record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
+                  "hardest_negatives": int(hardest)}
         record.update({k: v / n_batches for k, v in sums.items()})
 
         is_eval_epoch = (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == config.train.epochs

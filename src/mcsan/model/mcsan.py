@@ -185,19 +185,23 @@ class MCSAN(nn.Module):
             text_attributes=self.predict_attributes(text, "text"),
         )
 
-    def loss_terms(self, output: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        """Every active loss term, unweighted, each a scalar that still carries its graph."""
+    def loss_terms(
+        self, output: ModelOutput, batch: Batch, hardest_negatives: bool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every active loss term, unweighted, each a scalar that still carries its graph.
+        ``hardest_negatives`` overrides ``loss.max_violation`` (the trainer's warm-up)."""
         lc = self.loss_config
+        hardest = lc.max_violation if hardest_negatives is None else hardest_negatives
         terms: dict[str, torch.Tensor] = {}
         positives = batch.positive_mask.to(output.fused.device)  # (B_t, B_v)
         if lc.ranking_per_level:
             for level in self.levels:
                 terms[f"rank/{level}"] = ranking_loss(
-                    output.similarities[level], positives, lc.margin, lc.max_violation
+                    output.similarities[level], positives, lc.margin, hardest
                 )
         if lc.ranking_fused:
             mean_score = output.fused / sum(self.level_weights.values())  # (B_t, B_v)
-            terms["rank/fused"] = ranking_loss(mean_score, positives, lc.margin, lc.max_violation)
+            terms["rank/fused"] = ranking_loss(mean_score, positives, lc.margin, hardest)
         for level in output.video_attributes:
             video_logits = output.video_attributes[level]  # (B, V)
             text_logits = output.text_attributes[level]  # (B, V)
@@ -212,9 +216,11 @@ class MCSAN(nn.Module):
                 terms[f"kl/{level}"] = attribute_kl(video_logits, text_logits)
         return terms
 
-    def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def compute_loss(
+        self, batch: Batch, hardest_negatives: bool | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted total and the unweighted terms (detached), named as in the module docstring."""
-        terms = self.loss_terms(self(batch), batch)
+        terms = self.loss_terms(self(batch), batch, hardest_negatives)
         weight = {
             "rank": 1.0,
             "attr": self.loss_config.attribute_weight,

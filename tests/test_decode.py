@@ -6,7 +6,6 @@ from __future__ import annotations
 import pickle
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
@@ -18,77 +17,14 @@ from mcsan.extract.decode import (
     decode_video,
     select_frames,
 )
+from media import write_audio, write_video
 
 VFR_MS = [0, 40, 80, 300, 340, 900, 940, 980, 1500, 1540]  # frame times of the VFR video
-
-
-def gray(index: int) -> int:
-    return 16 + 8 * index  # frame ``index`` is a flat gray of this level
 
 
 def frame_indices(frames: np.ndarray) -> list[int]:
     """Which generated frames were decoded, read back from their gray levels."""
     return [round((float(frame.mean()) - 16) / 8) for frame in frames]
-
-
-def write_video(
-    path,
-    codec: str,
-    width: int,
-    height: int,
-    count: int,
-    *,
-    times_ms: list[int] | None = None,
-    image=None,
-    rotation: tuple[int, bool, bool] | None = None,
-    sample_aspect: Fraction | None = None,
-    tags: dict[str, str] | None = None,
-):
-    """A video of ``count`` flat gray frames (or ``image``) at 25 fps or at ``times_ms``."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        if times_ms is not None:
-            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            degrees, hflip, vflip = rotation
-            stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
-        if sample_aspect is not None:
-            stream.codec_context.sample_aspect_ratio = sample_aspect
-        stream.metadata.update(tags or {})
-        for index in range(count):
-            pixels = image if image is not None else np.full((height, width, 3), gray(index))
-            frame = av.VideoFrame.from_ndarray(pixels.astype(np.uint8), format="rgb24")
-            if times_ms is not None:
-                frame.pts, frame.time_base = times_ms[index], Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def write_audio(path, codec: str, rate: int, samples: int, *, cover: bool = False):
-    """An audio-only file, optionally with a cover picture (an attached-picture stream)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        if cover:
-            picture = container.add_stream("png", rate=1)
-            picture.width, picture.height, picture.pix_fmt = 16, 16, "rgb24"
-            picture.disposition = av.stream.Disposition.attached_pic
-            image = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-            for packet in [*picture.encode(image), *picture.encode()]:
-                container.mux(packet)
-        audio_format = "fltp" if codec == "aac" else "s16"
-        dtype = np.float32 if codec == "aac" else np.int16
-        frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, samples), dtype), format=audio_format, layout="mono"
-        )
-        frame.sample_rate, frame.pts = rate, 0
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +102,11 @@ QUADRANT_IMAGE = np.full((32, 48, 3), 90, np.uint8)
 QUADRANT_IMAGE[:16, :24] = (255, 0, 0)  # red top-left quarter, the rest gray
 
 
+def quadrants(index: int, height: int, width: int) -> np.ndarray:
+    # -> (32, 48, 3) QUADRANT_IMAGE for every frame
+    return QUADRANT_IMAGE
+
+
 def red_mask(image: np.ndarray) -> np.ndarray:
     return (image[..., 0] > 170) & (image[..., 1] < 80)
 
@@ -182,7 +123,7 @@ def red_mask(image: np.ndarray) -> np.ndarray:
 )
 def test_display_matrix_rotation_and_mirroring_give_upright_frames(tmp_path, rotation):
     path = write_video(
-        tmp_path / "phone.mp4", "libx264", 48, 32, 2, image=QUADRANT_IMAGE, rotation=rotation
+        tmp_path / "phone.mp4", "libx264", 48, 32, 2, picture=quadrants, rotation=rotation
     )
     degrees, hflip, vflip = rotation
     expected = np.rot90(QUADRANT_IMAGE, degrees // 90)  # counter-clockwise, then mirrored
@@ -198,7 +139,7 @@ def test_display_matrix_rotation_and_mirroring_give_upright_frames(tmp_path, rot
 
 def test_old_rotate_tag_is_honoured_without_a_display_matrix(tmp_path):
     path = write_video(
-        tmp_path / "tagged.mkv", "mpeg4", 48, 32, 2, image=QUADRANT_IMAGE, tags={"rotate": "90"}
+        tmp_path / "tagged.mkv", "mpeg4", 48, 32, 2, picture=quadrants, tags={"rotate": "90"}
     )
     decoded = decode_video(path, FrameSampling("uniform", 1))
     expected = np.rot90(QUADRANT_IMAGE, -1)  # the tag counts degrees clockwise

@@ -10,10 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import h5py
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 import mcsan.extract.pipeline as pipeline
+import media
 from mcsan import cli
 from mcsan.data.layouts import read_dataset, read_dataset_with_report
 from mcsan.extract import (
@@ -76,42 +75,16 @@ class TinyBackbone(FrameBackbone):
         return self.conv(images).mean(dim=(2, 3))
 
 
+def coloured(index: int, height: int, width: int) -> np.ndarray:
+    # -> (height, width, 3): red changes with the frame, a green top-left quadrant
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[..., 0] = 20 + 7 * index
+    pixels[: height // 2, : width // 2, 1] = 200
+    return pixels
+
+
 def write_video(path: Path, codec: str, width: int, height: int, count: int, **options) -> Path:
-    """Frames of changing colour; ``times_ms`` for variable frame rate, ``rotation`` for a
-    display matrix."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        times_ms = options.get("times_ms")
-        if times_ms is not None:
-            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
-        if "rotation" in options:
-            stream.set_display_rotation(options["rotation"])
-        for index in range(count):
-            pixels = np.zeros((height, width, 3), np.uint8)
-            pixels[..., 0] = 20 + 7 * index
-            pixels[: height // 2, : width // 2, 1] = 200
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            if times_ms is not None:
-                frame.pts, frame.time_base = times_ms[index], Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def write_audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mp2", rate=16000)
-        frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, 1152), np.int16), format="s16", layout="mono"
-        )
-        frame.sample_rate, frame.pts = 16000, 0
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
-    return path
+    return media.write_video(path, codec, width, height, count, picture=coloured, **options)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +97,7 @@ def library(tmp_path_factory) -> Path:
     write_video(root / "video0.mp4", "libx264", 48, 36, 12)
     write_video(root / "video1.avi", "mpeg4", 33, 17, 10)  # odd size
     write_video(nested / "video2.mkv", "mpeg4", 48, 36, 6, times_ms=[0, 40, 500, 540, 1500, 1540])
-    write_video(root / "video3.mp4", "libx264", 48, 32, 8, rotation=90)
+    write_video(root / "video3.mp4", "libx264", 48, 32, 8, rotation=(90, False, False))
     write_video(nested / "video4.webm", "libvpx-vp9", 48, 36, 9)
     whole = write_video(root / "whole.mkv", "mpeg4", 48, 36, 30)
     (root / "video5.mkv").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
@@ -132,7 +105,7 @@ def library(tmp_path_factory) -> Path:
     cut = write_video(root / "cut.mp4", "libx264", 48, 36, 10)
     (root / "broken.mp4").write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     cut.unlink()
-    write_audio_only(root / "song.mkv")
+    media.write_audio(root / "song.mkv", "mp2", 16000, 1152)
     (root / "notes.mp4").write_text("not a video\n" * 30)
     (root / "readme.txt").write_text("a file that is not a video\n")
     return root

@@ -36,3 +36,29 @@ def test_extract_benchmark_quick_mode(tmp_path, one_thread):
     assert report["end_to_end"]["frames"] == report["model"]["before"]["frames"] == 4 * 2
     assert report["end_to_end_over_model"] > 0 and report["goal"] == 0.7
     assert "--quick" in report["command"]
+
+
+def test_fusion_weights_study(tiny_prepared, tmp_path, one_thread):
+    from mcsan.config import Config, apply_overrides
+    from mcsan.train import train
+
+    root, prepared = tiny_prepared
+    config = apply_overrides(Config(), ["train.epochs=1", "train.batch_size=32",
+                                        "model.embed_dim=16", "model.hidden_dim=16",
+                                        "model.word_dim=16", "data.max_frames=8"])
+    config.data.root, config.data.prepared = str(root), str(prepared)
+    config.train.out_dir = str(tmp_path / "run")
+    result = train(config, progress=False)
+
+    fusion = load("fusion_weights")
+    out = tmp_path / "fusion.json"
+    assert fusion.main([str(result.best_dir), "--grid", "0", "1", "--no-progress",
+                        "--out", str(out)]) == 0
+    study = json.loads(out.read_text())["studies"][0]
+    # the trained weights (all 1) score what validation scored during training
+    assert study["trained"]["val"] == result.best_rsum
+    all_ones = [row for row in study["grid"] if set(row["weights"].values()) == {1.0}]
+    assert all_ones[0]["val"] == study["trained"]["val"]
+    assert study["best_on_val"]["val"] >= study["trained"]["val"]
+    assert len(study["grid"]) == 2**3  # global fixed at 1, three levels on the grid {0, 1}
+    assert set(study["drop_level"]) == {"global", "entity", "action", "relationship"}

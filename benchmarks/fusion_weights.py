@@ -1,0 +1,161 @@
+"""Does re-weighting the levels at inference help? Validation and test rsum of trained
+checkpoints over a grid of fusion weights w_l in s = sum_l w_l cos_l.
+
+Each checkpoint's validation and test splits are encoded once; every combination of grid
+weights for the non-global levels (global fixed at 1: only the ratios matter) is then scored.
+The weights that are best on validation are reported with their test rsum (choose on
+validation, read on test), next to the trained weights and to each level dropped at inference
+(its weight 0, the others as trained). If dropping a level at inference does not raise the
+validation rsum, a variant trained without it that scores higher gets its edge from training,
+not from the fusion.
+
+    .venv/bin/python benchmarks/fusion_weights.py runs/ablation/runs/full-seed0/best ...
+
+Data and prepared directories are the ones in each checkpoint's config unless given.
+Writes benchmarks/results/fusion_weights.json (or --out) and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mcsan.checkpoint import load_checkpoint
+from mcsan.data.layouts import read_dataset
+from mcsan.data.prepare import load_prepared
+from mcsan.evaluate import EncodedSplit, encode_split, load_trained
+from mcsan.metrics import retrieval_metrics
+
+SPLITS = ("val", "test")
+
+
+def fused_rsum(encoded: dict[str, EncodedSplit], weights: dict[str, float]) -> dict[str, float]:
+    """rsum of the fused score with ``weights`` on each split."""
+    return {
+        split: retrieval_metrics(e.text_emb, e.video_emb, e.caption_to_video, weights)["rsum"]
+        for split, e in encoded.items()
+    }
+
+
+def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
+                 grid: list[float], progress: bool = True) -> dict:
+    """Trained weights, best-on-validation grid weights and each level dropped, for one model.
+
+    encoded: split -> its encoded embeddings; trained: level -> w_l of the model's active levels.
+    """
+    levels = list(trained)
+    fixed = {"global": 1.0} if "global" in levels else {}
+    others = [level for level in levels if level not in fixed]
+    combos = list(itertools.product(grid, repeat=len(others)))
+    grid_rows = []
+    for combo in tqdm(combos, desc="weight grid", disable=not progress, leave=False):
+        weights = {**fixed, **dict(zip(others, combo, strict=True))}
+        if sum(weights.values()) == 0:
+            continue  # no score at all
+        grid_rows.append({"weights": weights, **fused_rsum(encoded, weights)})
+    best = max(grid_rows, key=lambda row: row["val"])
+    dropped = {}
+    for level in levels:
+        if len(levels) > 1:
+            dropped[level] = fused_rsum(encoded, {**trained, level: 0.0})
+    return {
+        "trained": {"weights": trained, **fused_rsum(encoded, trained)},
+        "best_on_val": best,
+        "drop_level": dropped,
+        "grid": grid_rows,
+    }
+
+
+def study_checkpoint(checkpoint_dir: Path, grid: list[float], data_root: Path | None,
+                     prepared_dir: Path | None, progress: bool) -> dict:
+    checkpoint = load_checkpoint(checkpoint_dir)
+    config = checkpoint.config
+    dataset = read_dataset(data_root or config.data.root, config.data.layout,
+                           features=config.data.features or None,
+                           skip_invalid=config.data.skip_invalid,
+                           check_values=config.data.check_values,
+                           progress=progress)
+    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
+    model, config = load_trained(checkpoint, prepared)
+    encoded = {split: encode_split(model, dataset[split], prepared, config, torch.device("cpu"),
+                                   progress=progress) for split in SPLITS}
+    trained = {level: model.level_weights[level] for level in model.levels}
+    return {"checkpoint": str(checkpoint_dir), **weight_study(encoded, trained, grid, progress)}
+
+
+def markdown(studies: list[dict]) -> str:
+    levels = list(studies[0]["drop_level"])
+    head = ["checkpoint", "trained val", "trained test", "best-on-val weights", "its val",
+            "its test", *[f"without {level} val / test" for level in levels]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for study in studies:
+        best = study["best_on_val"]
+        weights = " ".join(f"{k[:3]}={v:g}" for k, v in best["weights"].items())
+        cells = [Path(study["checkpoint"]).parent.name, f"{study['trained']['val']:.1f}",
+                 f"{study['trained']['test']:.1f}", weights, f"{best['val']:.1f}",
+                 f"{best['test']:.1f}"]
+        cells += [f"{study['drop_level'][lv]['val']:.1f} / {study['drop_level'][lv]['test']:.1f}"
+                  for lv in levels]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(studies: list[dict]) -> dict:
+    """Mean over checkpoints of the validation gain of the best grid weights and of each drop."""
+    def mean(values: list[float]) -> float:
+        return statistics.fmean(values)
+
+    return {
+        "best_on_val_minus_trained": {
+            split: mean([s["best_on_val"][split] - s["trained"][split] for s in studies])
+            for split in SPLITS
+        },
+        "drop_minus_trained": {
+            level: {split: mean([s["drop_level"][level][split] - s["trained"][split]
+                                 for s in studies]) for split in SPLITS}
+            for level in studies[0]["drop_level"]
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", type=Path, nargs="+", help="checkpoint directories")
+    parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    parser.add_argument("--data", type=Path, help="dataset root (default: the checkpoint's)")
+    parser.add_argument("--prepared", type=Path, help="prepared dir (default: the checkpoint's)")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "fusion_weights.json")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    studies = [study_checkpoint(path, args.grid, args.data, args.prepared, not args.no_progress)
+               for path in args.checkpoints]
+    table = markdown(studies)
+    print(table)
+    report = {
+        "command": "python benchmarks/fusion_weights.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "grid": args.grid,
+        "seconds": time.perf_counter() - started,
+        "summary": summary(studies),
+        "studies": studies,
+        "table": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"], indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

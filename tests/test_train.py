@@ -46,6 +46,8 @@ def test_train_writes_checkpoints_logs_and_plot(tiny_prepared, tmp_path, one_thr
     assert info["seed"] == 0 and info["effective_batch"] == 32 and info["device"] == "cpu"
     lines = (result.run_dir / "log.csv").read_text().splitlines()
     assert len(lines) == 3 and "val_rsum" in lines[0]
+    for record in result.history:
+        assert record["grad_norm"] > 0 and 0.0 <= record["clipped"] <= 1.0
     assert (result.run_dir / "curves.png").stat().st_size > 1000
     assert any((result.run_dir / "tensorboard").iterdir())
     assert len(result.history) == 2 and all("val_rsum" in r for r in result.history)

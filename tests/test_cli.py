@@ -67,3 +67,16 @@ def test_demo_runs_on_the_tiny_preset(tmp_path, capsys, one_thread):
     assert printed.count('query: "') == 3 and "top-10 predicted" in printed
     assert (tmp_path / "demo" / "test_results.json").is_file()
     assert results["split"] == "test" and results["fused"]["rsum"] > 0
+
+
+def test_train_print_config_gives_a_file_train_reads_back(tmp_path, capsys, monkeypatch):
+    from mcsan.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--print-config", "loss.sum_violation_epochs=2", "model.levels=[global]"]) == 0
+    written = tmp_path / "config.yaml"
+    written.write_text(capsys.readouterr().out)
+    config = Config.load(written)
+    assert config.loss.sum_violation_epochs == 2 and config.model.levels == ["global"]
+    assert config.to_dict() == Config.load(written, ["train.lr=0.0002"]).to_dict()  # the default
+    assert not (tmp_path / "runs").exists()  # printing trains nothing (out_dir is runs/mcsan)

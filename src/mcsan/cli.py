@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="JSON or YAML config file")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
     train.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the resolved config as YAML (a file to start from) and exit")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split")
@@ -170,6 +172,11 @@ def run_train(args: argparse.Namespace) -> int:
     config = Config.load(args.config, args.overrides) if args.config else apply_overrides(
         Config(), args.overrides
     )
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
     result = train(config, resume=args.resume)
     print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
     return 0

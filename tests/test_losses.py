@@ -4,7 +4,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mcsan.model.losses import attribute_kl, focal_bce, plain_bce, ranking_loss
+from mcsan.model.losses import (
+    attribute_kl,
+    focal_bce,
+    plain_bce,
+    ranking_loss,
+    same_at_level,
+)
 
 
 # ----- ranking loss --------------------------------------------------------------------------
@@ -44,6 +50,29 @@ def test_two_captions_of_one_video_are_not_negatives():
     assert ranking_loss(sim, positives, margin=0.5).item() == 0.0
     # the same scores with a diagonal-only mask treat the duplicate as a hard negative
     assert ranking_loss(sim, torch.eye(3, dtype=torch.bool), margin=0.5).item() > 0.3
+
+
+def test_same_at_level_marks_videos_having_all_the_captions_attributes():
+    # caption 0 names {a, b}; caption 1 names {c}; caption 2 names nothing at this level
+    text = torch.tensor([[1, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=torch.float)
+    # video 0 has {a, b}, video 1 {a, b, c} (its other captions name c), video 2 {a}
+    video = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]], dtype=torch.float)
+    expected = torch.tensor([[True, True, False], [False, True, False], [False, False, False]])
+    assert torch.equal(same_at_level(text, video), expected)
+
+
+def test_not_negative_pairs_leave_the_ranking_loss():
+    generator = torch.Generator().manual_seed(0)
+    sim = torch.rand(5, 5, generator=generator)
+    positives = torch.eye(5, dtype=torch.bool)
+    not_negative = torch.rand(5, 5, generator=generator) < 0.4
+    for hardest in (True, False):
+        # the same as scoring those pairs so low that they violate nothing
+        lowered = sim.masked_fill(not_negative & ~positives, -10.0)
+        expected = ranking_loss(lowered, positives, 0.2, hardest)
+        got = ranking_loss(sim, positives, 0.2, hardest, not_negative)
+        assert got.item() == pytest.approx(expected.item())
+        assert got.item() != pytest.approx(ranking_loss(sim, positives, 0.2, hardest).item())
 
 
 def test_ranking_loss_gradients_and_errors():

@@ -219,6 +219,23 @@ def test_focal_and_bce_give_different_attribute_terms():
     torch.testing.assert_close(focal["rank/global"], bce["rank/global"])
 
 
+def test_level_aware_negatives_change_only_the_attribute_levels_ranking():
+    batch = make_batch()
+    # caption 1 names only attributes that video 0 has as well, at every attribute level
+    for level in ATTRIBUTE_LEVELS:
+        batch.text_targets[level][1] = batch.video_targets[level][0] * batch.text_targets[level][0]
+        batch.text_targets[level][1, 0] = batch.video_targets[level][0, 0] = 1.0
+    torch.manual_seed(1)
+    plain = build().compute_loss(batch)[1]
+    torch.manual_seed(1)
+    aware = build(loss=LossConfig(level_aware_negatives=True)).compute_loss(batch)[1]
+    for name in ("rank/global", "rank/fused", "attr/text/entity", "kl/action"):
+        torch.testing.assert_close(aware[name], plain[name])
+    changed = [lv for lv in ATTRIBUTE_LEVELS if aware[f"rank/{lv}"] != plain[f"rank/{lv}"]]
+    assert changed, "no attribute level's ranking loss saw the excluded negative"
+    assert all(aware[f"rank/{lv}"] <= plain[f"rank/{lv}"] for lv in ATTRIBUTE_LEVELS)
+
+
 def test_without_attribute_losses_there_is_no_projection():
     model = build(loss=LossConfig(attribute_loss="none", kl=False))
     assert model.attributes is None

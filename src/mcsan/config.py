@@ -68,6 +68,9 @@ class LossConfig:
     # with max_violation: the first N epochs sum over negatives before the hardest take over
     # (VSE-infinity's warm-up; hardest negatives from a random start can collapse a model)
     sum_violation_epochs: int = 0
+    # per-level ranking at entity/action/relationship: a video that has every attribute the
+    # caption names at that level is no negative there (losses.same_at_level)
+    level_aware_negatives: bool = False
     attribute_loss: str = "focal"  # focal | bce | none
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0

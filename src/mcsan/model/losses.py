@@ -26,7 +26,11 @@ from torch.nn import functional as F
 
 
 def ranking_loss(
-    sim: torch.Tensor, positive_mask: torch.Tensor, margin: float, max_violation: bool = True
+    sim: torch.Tensor,
+    positive_mask: torch.Tensor,
+    margin: float,
+    max_violation: bool = True,
+    not_negative: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bidirectional hinge ranking loss over a batch of captions x videos.
 
@@ -35,8 +39,9 @@ def ranking_loss(
     For every positive pair (i, j) the text->video term uses the negatives of row i (other
     videos) and the video->text term the negatives of column j (other captions):
     ``[margin - s_ij + s_ik]_+`` and ``[margin - s_ij + s_kj]_+``, the hardest negative of
-    each when ``max_violation`` (VSE++), else summed over negatives. Returns the mean over
-    positive pairs of the two terms' sum.  # -> ()
+    each when ``max_violation`` (VSE++), else summed over negatives. ``not_negative``
+    (B_t, B_v) bool marks further pairs that are no negatives (see ``same_at_level``).
+    Returns the mean over positive pairs of the two terms' sum.  # -> ()
     """
     if sim.dim() != 2 or positive_mask.shape != sim.shape:
         raise ValueError(
@@ -48,18 +53,32 @@ def ranking_loss(
     captions, videos = torch.nonzero(positive_mask, as_tuple=True)  # (P,), (P,)
     if captions.numel() == 0:
         raise ValueError("positive_mask has no positive pair; every batch needs matched pairs")
+    skip = positive_mask if not_negative is None else positive_mask | not_negative  # (B_t, B_v)
     positive_score = sim[captions, videos][:, None]  # (P, 1)
     # text -> video: row i against the videos that are negatives for caption i
     row_cost = (margin - positive_score + sim[captions]).clamp(min=0)  # (P, B_v)
-    row_cost = row_cost.masked_fill(positive_mask[captions], 0.0)
+    row_cost = row_cost.masked_fill(skip[captions], 0.0)
     # video -> text: column j against the captions that are negatives for video j
     column_cost = (margin - positive_score + sim.T[videos]).clamp(min=0)  # (P, B_t)
-    column_cost = column_cost.masked_fill(positive_mask.T[videos], 0.0)
+    column_cost = column_cost.masked_fill(skip.T[videos], 0.0)
     if max_violation:
         per_pair = row_cost.amax(1) + column_cost.amax(1)  # (P,)
     else:
         per_pair = row_cost.sum(1) + column_cost.sum(1)  # (P,)
     return per_pair.mean()
+
+
+def same_at_level(text_targets: torch.Tensor, video_targets: torch.Tensor) -> torch.Tensor:
+    """(B_t, B_v) bool: video j has every attribute that caption i names at this level, and
+    caption i names at least one. At that level j then says what i says ("a dog chases a cat"
+    and the video of "a cat chases a dog" have the same entities and action), so a level's
+    ranking loss that counted j as a negative for i would ask for a difference the level cannot
+    see. text_targets (B_t, V), video_targets (B_v, V) multi-hot (a video's: union over its
+    captions)."""
+    text_targets, video_targets = text_targets.float(), video_targets.float()
+    missing = text_targets @ (1.0 - video_targets).T  # (B_t, B_v) named but not in the video
+    names_some = text_targets.sum(dim=1, keepdim=True) > 0  # (B_t, 1)
+    return (missing < 0.5) & names_some
 
 
 def _check_attribute_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:

@@ -7,7 +7,9 @@
 
 Losses (each switchable in LossConfig, each level switchable in ModelConfig.levels):
 
-    rank/<level>            bidirectional hinge with hardest negatives on cos_l
+    rank/<level>            bidirectional hinge with hardest negatives on cos_l (with
+                            loss.level_aware_negatives, not against videos that have every
+                            attribute the caption names at that level)
     rank/fused              the same on s / sum_l w_l (the mean, so the margin means the same)
     attr/video/<level>      focal (or plain) BCE of the video's attribute logits vs the union of
                             its captions' attributes
@@ -34,7 +36,13 @@ from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.config import LossConfig, ModelConfig
 from mcsan.data.batches import Batch
 from mcsan.model.attributes import AttributeProjection
-from mcsan.model.losses import attribute_kl, focal_bce, plain_bce, ranking_loss
+from mcsan.model.losses import (
+    attribute_kl,
+    focal_bce,
+    plain_bce,
+    ranking_loss,
+    same_at_level,
+)
 from mcsan.model.text import TextEncoder
 from mcsan.model.video import VideoEncoder
 
@@ -196,8 +204,13 @@ class MCSAN(nn.Module):
         positives = batch.positive_mask.to(output.fused.device)  # (B_t, B_v)
         if lc.ranking_per_level:
             for level in self.levels:
+                not_negative = None  # (B_t, B_v) or None: global has no attributes
+                if lc.level_aware_negatives and level in batch.text_targets:
+                    not_negative = same_at_level(
+                        batch.text_targets[level], batch.video_targets[level]
+                    ).to(positives.device)
                 terms[f"rank/{level}"] = ranking_loss(
-                    output.similarities[level], positives, lc.margin, hardest
+                    output.similarities[level], positives, lc.margin, hardest, not_negative
                 )
         if lc.ranking_fused:
             mean_score = output.fused / sum(self.level_weights.values())  # (B_t, B_v)

@@ -51,6 +51,7 @@ VARIANTS: dict[str, list[str]] = {
     # one epoch summing over negatives before the hardest take over (VSE-infinity's warm-up)
     "global_only_warmup": ["model.levels=[global]", "loss.sum_violation_epochs=1"],
     "full_warmup": ["loss.sum_violation_epochs=1"],
+    "no_attribute_loss_warmup": ["loss.attribute_loss=none", "loss.sum_violation_epochs=1"],
     # per-level ranking without negatives that have all of the caption's attributes at that level
     "full_level_negatives": ["loss.level_aware_negatives=true"],
     # the pretrained text backbone instead of word embeddings + BiGRU (fine-tuned at

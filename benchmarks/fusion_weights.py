@@ -28,10 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mcsan.checkpoint import load_checkpoint
-from mcsan.data.layouts import read_dataset
-from mcsan.data.prepare import load_prepared
-from mcsan.evaluate import EncodedSplit, encode_split, load_trained
+from mcsan.evaluate import EncodedSplit, encode_split, load_checkpoint_with_data
 from mcsan.metrics import retrieval_metrics
 
 SPLITS = ("val", "test")
@@ -62,10 +59,9 @@ def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
             continue  # no score at all
         grid_rows.append({"weights": weights, **fused_rsum(encoded, weights)})
     best = max(grid_rows, key=lambda row: row["val"])
-    dropped = {}
-    for level in levels:
-        if len(levels) > 1:
-            dropped[level] = fused_rsum(encoded, {**trained, level: 0.0})
+    dropped = {}  # a one-level model has no level to drop
+    if len(levels) > 1:
+        dropped = {level: fused_rsum(encoded, {**trained, level: 0.0}) for level in levels}
     return {
         "trained": {"weights": trained, **fused_rsum(encoded, trained)},
         "best_on_val": best,
@@ -76,15 +72,8 @@ def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
 
 def study_checkpoint(checkpoint_dir: Path, grid: list[float], data_root: Path | None,
                      prepared_dir: Path | None, progress: bool) -> dict:
-    checkpoint = load_checkpoint(checkpoint_dir)
-    config = checkpoint.config
-    dataset = read_dataset(data_root or config.data.root, config.data.layout,
-                           features=config.data.features or None,
-                           skip_invalid=config.data.skip_invalid,
-                           check_values=config.data.check_values,
-                           progress=progress)
-    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
-    model, config = load_trained(checkpoint, prepared)
+    model, config, dataset, prepared = load_checkpoint_with_data(
+        checkpoint_dir, data_root=data_root, prepared_dir=prepared_dir, progress=progress)
     encoded = {split: encode_split(model, dataset[split], prepared, config, torch.device("cpu"),
                                    progress=progress) for split in SPLITS}
     trained = {level: model.level_weights[level] for level in model.levels}
@@ -110,17 +99,18 @@ def markdown(studies: list[dict]) -> str:
 
 def summary(studies: list[dict]) -> dict:
     """Mean over checkpoints of the validation gain of the best grid weights and of each drop."""
-    def mean(values: list[float]) -> float:
-        return statistics.fmean(values)
-
     return {
         "best_on_val_minus_trained": {
-            split: mean([s["best_on_val"][split] - s["trained"][split] for s in studies])
+            split: statistics.fmean([s["best_on_val"][split] - s["trained"][split] for s in studies])
             for split in SPLITS
         },
         "drop_minus_trained": {
-            level: {split: mean([s["drop_level"][level][split] - s["trained"][split]
-                                 for s in studies]) for split in SPLITS}
+            level: {
+                split: statistics.fmean(
+                    [s["drop_level"][level][split] - s["trained"][split] for s in studies]
+                )
+                for split in SPLITS
+            }
             for level in studies[0]["drop_level"]
         },
     }

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from mcsan.checkpoint import Checkpoint, load_checkpoint
 from mcsan.config import Config
 from mcsan.data.batches import CaptionItems, VideoItems, collate_captions, collate_videos
-from mcsan.data.dataset import Split
+from mcsan.data.dataset import Dataset, Split
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
 from mcsan.metrics import attribute_map, format_table, per_level_metrics, retrieval_metrics
@@ -64,6 +64,31 @@ def load_trained(
     return model.to(device).eval(), config
 
 
+def load_checkpoint_with_data(
+    checkpoint_dir: Path,
+    *,
+    data_root: Path | None = None,
+    prepared_dir: Path | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[MCSAN, Config, Dataset, PreparedData]:
+    """A saved model with the dataset and prepared data it is evaluated on (by default the ones
+    it was trained on, as named in its config)."""
+    checkpoint = load_checkpoint(checkpoint_dir)
+    config = checkpoint.config
+    dataset = read_dataset(
+        data_root or config.data.root,
+        config.data.layout,
+        features=config.data.features or None,
+        skip_invalid=config.data.skip_invalid,
+        check_values=config.data.check_values,
+        progress=progress,
+    )
+    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
+    model, config = load_trained(checkpoint, prepared, device)
+    return model, config, dataset, prepared
+
+
 def evaluate_checkpoint(
     checkpoint_dir: Path,
     *,
@@ -74,18 +99,14 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict:
     """Evaluate a checkpoint directory on one split of its dataset (or of ``data_root``)."""
-    checkpoint = load_checkpoint(checkpoint_dir)
-    config = checkpoint.config
-    dataset = read_dataset(
-        data_root or config.data.root,
-        config.data.layout,
-        features=config.data.features or None,
-        skip_invalid=config.data.skip_invalid,
-        check_values=config.data.check_values,
-    )
-    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
     torch_device = resolve_device(device)
-    model, config = load_trained(checkpoint, prepared, torch_device)
+    model, config, dataset, prepared = load_checkpoint_with_data(
+        checkpoint_dir,
+        data_root=data_root,
+        prepared_dir=prepared_dir,
+        device=torch_device,
+        progress=progress,
+    )
     split_name = split or config.eval.split
     encoded = encode_split(model, dataset[split_name], prepared, config, torch_device, progress)
     results = evaluate_encoded(encoded, model, config, split_name)

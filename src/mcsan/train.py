@@ -2,8 +2,9 @@
 
 Every run directory holds the resolved ``config.json``, ``run_info.json`` (seed, device count,
 effective batch), ``log.csv`` (per epoch: the mean of each loss term, the gradient norm
-before clipping and the share of steps clipped, validation rsum), TensorBoard events, ``curves.png``, and two checkpoints:
-``best`` (by validation rsum) and ``last`` (for ``--resume``).
+before clipping and the share of steps clipped, validation rsum), TensorBoard events,
+``curves.png``, and two checkpoints: ``best`` (by validation rsum) and ``last`` (for
+``--resume``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import json
 import math
 import platform
+import statistics
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -165,7 +167,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         model.train()
         generator.manual_seed(config.train.seed * 1000 + epoch)
         sums: dict[str, float] = {}
-        finite_steps = 0  # steps whose gradient norm was finite (the grad_norm mean's count)
+        grad_norms: list[float] = []  # finite ones; AMP overflows skip their step
         hardest = config.loss.max_violation and epoch >= config.loss.sum_violation_epochs
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
         for batch in bar:
@@ -185,18 +187,18 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             step += 1
             values = {"loss": loss.item(), **{k: float(v) for k, v in terms.items()},
                       "clipped": float(grad_norm > config.train.grad_clip)}
-            if math.isfinite(grad_norm):
-                values["grad_norm"] = grad_norm
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
                 writer.add_scalar(f"train/{key}", value, step)
-            finite_steps += math.isfinite(grad_norm)
+            if math.isfinite(grad_norm):
+                grad_norms.append(grad_norm)
+                writer.add_scalar("train/grad_norm", grad_norm, step)
             bar.set_postfix(loss=f"{values['loss']:.3f}")
         n_batches = max(1, len(loader))
         record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
                   "hardest_negatives": int(hardest)}
         record.update({k: v / n_batches for k, v in sums.items()})
-        record["grad_norm"] = sums.get("grad_norm", math.nan) / max(1, finite_steps)
+        record["grad_norm"] = statistics.fmean(grad_norms) if grad_norms else math.nan
 
         is_eval_epoch = (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == config.train.epochs
         if is_eval_epoch:

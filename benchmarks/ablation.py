@@ -60,6 +60,12 @@ VARIANTS: dict[str, list[str]] = {
         "model.text_encoder=sentence_transformer",
         "model.text_backbone={minilm}",
     ],
+    # the same backbone frozen: its word states feed the trained pools, triples and heads
+    "sentence_transformer_frozen": [
+        "model.text_encoder=sentence_transformer",
+        "model.text_backbone={minilm}",
+        "train.backbone_lr=0",
+    ],
 }
 
 

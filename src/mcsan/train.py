@@ -54,7 +54,7 @@ class TrainResult:
 
 def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
     """The optimizer's groups: a pretrained text backbone at ``train.backbone_lr`` (frozen at
-    0), everything else at ``train.lr``."""
+    0, see ``TextEncoder.freeze_backbone``), everything else at ``train.lr``."""
     backbone = getattr(model.text, "backbone", None)
     if backbone is None:
         return [{"params": list(model.parameters())}]
@@ -63,7 +63,7 @@ def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
     backbone_ids = {id(p) for p in backbone.parameters()}
     rest = [p for p in model.parameters() if id(p) not in backbone_ids]
     if config.train.backbone_lr == 0:
-        backbone.requires_grad_(False)
+        model.text.freeze_backbone()
         return [{"params": rest}]
     return [
         {"params": rest},

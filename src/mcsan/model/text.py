@@ -152,6 +152,8 @@ class TextEncoder(nn.Module):
         hidden, embed = config.hidden_dim, config.embed_dim
         self.levels = tuple(level for level in LEVELS if level in config.levels)
         self.kind = config.text_encoder
+        # caption words -> its word states (words, Hb), once the backbone is frozen
+        self.frozen_word_states: dict[tuple[str, ...], torch.Tensor] | None = None
         if self.kind == "gru":
             if hidden % 2:
                 raise ValueError(f"model.hidden_dim={hidden} must be even for the BiGRU")
@@ -173,6 +175,23 @@ class TextEncoder(nn.Module):
         self.heads = nn.ModuleDict(
             {level: nn.Linear(hidden, embed, bias=False) for level in self.levels}
         )
+
+    def freeze_backbone(self) -> None:
+        """Stop training the pretrained backbone: no gradients, no dropout inside it, and each
+        caption's word states computed once and reused from then on (a frozen backbone gives a
+        caption the same states every time), so an epoch costs about what it costs with the
+        BiGRU instead of a transformer forward and backward pass per step."""
+        if self.kind != "sentence_transformer":
+            raise ValueError("freeze_backbone needs model.text_encoder=sentence_transformer")
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        self.frozen_word_states = {}
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.frozen_word_states is not None:
+            self.backbone.eval()  # frozen: its states must not depend on dropout
+        return self
 
     def load_word_vectors(self, glove: GloveVectors) -> int:
         """Copy GloVe vectors into the word embedding (found words only). Returns how many."""
@@ -290,7 +309,6 @@ class TextEncoder(nn.Module):
         # subword states, projected; words past the mask are zero
         if tokens is None:
             raise ValueError("the sentence_transformer text encoder needs the batch's tokens")
-        batch, length = word_mask.shape
         lengths = word_mask.sum(dim=1).tolist()
         captions = []
         for row, (caption, count) in enumerate(zip(tokens, lengths, strict=True)):
@@ -298,10 +316,39 @@ class TextEncoder(nn.Module):
                 raise ValueError(
                     f"caption row {row} has {len(caption)} tokens but its word_mask marks {count}"
                 )
-            captions.append(caption[:count])
-        device = word_mask.device
+            captions.append(tuple(caption[:count]))
+        length = word_mask.shape[1]
+        if self.frozen_word_states is None:
+            word_states = self._backbone_word_states(captions, length)  # (B, L, Hb)
+        else:
+            word_states = self._frozen_backbone_word_states(captions, length)  # (B, L, Hb)
+        return self.backbone_proj(word_states) * word_mask[..., None]  # (B, L, H)
+
+    def _frozen_backbone_word_states(
+        self, captions: list[tuple[str, ...]], length: int
+    ) -> torch.Tensor:
+        # B captions -> (B, length, Hb) from the cache; captions not seen yet go through the
+        # backbone once, as one batch
+        cache = self.frozen_word_states
+        unseen = list(dict.fromkeys(caption for caption in captions if caption not in cache))
+        if unseen:
+            with torch.no_grad():
+                states = self._backbone_word_states(unseen, max(map(len, unseen)))  # (U, Lu, Hb)
+            for caption, caption_states in zip(unseen, states, strict=True):
+                cache[caption] = caption_states[: len(caption)].clone()  # (words, Hb)
+        padded = nn.utils.rnn.pad_sequence([cache[c] for c in captions], batch_first=True)
+        return nn.functional.pad(padded, (0, 0, 0, length - padded.shape[1]))  # (B, L, Hb)
+
+    def _backbone_word_states(self, captions: list[tuple[str, ...]], length: int) -> torch.Tensor:
+        # B captions of at most `length` words -> (B, length, Hb): the mean of each word's
+        # subword states; positions past a caption's words are zero
+        device = self.backbone_proj.weight.device
         encoded = self.tokenizer(
-            captions, is_split_into_words=True, padding=True, truncation=True, return_tensors="pt"
+            [list(caption) for caption in captions],
+            is_split_into_words=True,
+            padding=True,
+            truncation=True,
+            return_tensors="pt",
         )
         subword_states = self.backbone(
             input_ids=encoded["input_ids"].to(device),
@@ -309,18 +356,17 @@ class TextEncoder(nn.Module):
         ).last_hidden_state  # (B, S, Hb)
         # word index of every subword; specials and padding go to a spare slot `length`
         word_of = torch.full(encoded["input_ids"].shape, length, dtype=torch.long)  # (B, S)
-        for row in range(batch):
+        for row in range(len(captions)):
             for position, word in enumerate(encoded.word_ids(row)):
                 if word is not None:
                     word_of[row, position] = word
         word_of = word_of.to(device)
-        sums = subword_states.new_zeros(batch, length + 1, subword_states.shape[-1])
+        sums = subword_states.new_zeros(len(captions), length + 1, subword_states.shape[-1])
         sums.scatter_add_(1, word_of[..., None].expand_as(subword_states), subword_states)
-        counts = torch.zeros(batch, length + 1, device=device).scatter_add_(
+        counts = torch.zeros(len(captions), length + 1, device=device).scatter_add_(
             1, word_of, torch.ones_like(word_of, dtype=torch.float32)
         )
-        word_states = sums[:, :length] / counts[:, :length, None].clamp(min=1)  # (B, L, Hb)
-        return self.backbone_proj(word_states) * word_mask[..., None]  # (B, L, H)
+        return sums[:, :length] / counts[:, :length, None].clamp(min=1)  # (B, L, Hb)
 
 
 def load_backbone(directory: str) -> tuple[object, nn.Module]:

@@ -23,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ import torch
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import prepare
-from mcsan.data.synth import SynthConfig, read_synth_meta, write_synth
+from mcsan.data.synth import read_synth_meta, synth_config, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
 from mcsan.train import train
@@ -110,9 +111,17 @@ def role_swap_accuracy(encoded, model, meta: dict) -> float:
     return float((own_score > twin_score).float().mean())
 
 
-def run(preset: str, seeds: list[int], variants: list[str], out_dir: Path, epochs: int) -> dict:
+def run(
+    preset: str,
+    seeds: list[int],
+    variants: list[str],
+    out_dir: Path,
+    epochs: int,
+    synth_settings: Sequence[str] = (),
+) -> dict:
     data_root, prepared_dir = out_dir / "data", out_dir / "prepared"
-    write_synth(data_root, SynthConfig.preset(preset, seed=0), overwrite=True, progress=False)
+    synth = synth_config(preset, synth_settings, seed=0)
+    write_synth(data_root, synth, overwrite=True, progress=False)
     meta = read_synth_meta(data_root)
     dataset = read_dataset(data_root, progress=False)
     base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
@@ -181,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, help="default: per preset")
+    parser.add_argument(
+        "--synth-set",
+        dest="synth_settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one field of the synthetic preset, e.g. --synth-set role_swap_fraction=0.6 "
+        "(repeatable; as `mcsan synth --set`)",
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
@@ -195,13 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).parent / "results" / (
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")
     started = time.perf_counter()
-    rows = run(args.preset, args.seeds, args.variants, args.work, epochs)
+    rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings)
     summary = summarise(rows)
     table = markdown(summary)
     print(table)
     report = {
         "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "preset": args.preset,
+        "synth_settings": args.synth_settings,
         "epochs": epochs,
         "seeds": args.seeds,
         "protocol": "synthetic test split, all captions; checkpoint chosen by validation rsum",
@@ -218,14 +237,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def merge(paths: list[Path], out: Path) -> int:
-    """One report from several result files of the same preset and epochs."""
+    """One report from several result files of the same benchmark and epochs; a (variant, seed)
+    run may appear in only one of them."""
     reports = [json.loads(path.read_text()) for path in paths]
-    settings = {(r["preset"], r["epochs"]) for r in reports}
+    settings = {(r["preset"], tuple(r.get("synth_settings", [])), r["epochs"]) for r in reports}
     if len(settings) != 1:
-        raise SystemExit(f"cannot merge runs of different presets/epochs: {sorted(settings)}")
+        raise SystemExit(
+            f"cannot merge runs of different presets/synth settings/epochs: {sorted(settings)}"
+        )
     rows: dict[str, list[dict]] = {}
-    for report in reports:
+    seen: dict[tuple[str, int], Path] = {}
+    for path, report in zip(paths, reports, strict=True):
         for variant, runs in report["runs"].items():
+            for run_row in runs:
+                key = (variant, run_row["seed"])
+                if key in seen:
+                    raise SystemExit(
+                        f"{path}: {variant} seed {run_row['seed']} is already in {seen[key]}; "
+                        "merge each run once (the merged file already holds the runs it was "
+                        "made from)"
+                    )
+                seen[key] = path
             rows.setdefault(variant, []).extend(runs)
     rows = {v: rows[v] for v in VARIANTS if v in rows}
     summary = summarise(rows)

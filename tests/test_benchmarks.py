@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -62,3 +64,37 @@ def test_fusion_weights_study(tiny_prepared, tmp_path, one_thread):
     assert study["best_on_val"]["val"] >= study["trained"]["val"]
     assert len(study["grid"]) == 2**3  # global fixed at 1, three levels on the grid {0, 1}
     assert set(study["drop_level"]) == {"global", "entity", "action", "relationship"}
+
+
+def ablation_report(path: Path, runs: dict[str, list[int]], synth_settings: list[str]) -> Path:
+    """A result file as ablation.py writes it, with made-up figures per (variant, seed)."""
+    rows = {
+        variant: [
+            {"seed": seed, "rsum": 500.0 + 10 * seed, "t2v_r1": 70.0, "t2v_r5": 95.0,
+             "v2t_r1": 80.0, "role_swap_acc": 0.7, "val_rsum": 510.0 + seed}
+            for seed in seeds
+        ]
+        for variant, seeds in runs.items()
+    }
+    report = {"command": "x", "preset": "default", "synth_settings": synth_settings,
+              "epochs": 10, "seconds": 1.0, "runs": rows}
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_ablation_merge_combines_files_and_refuses_a_run_twice(tmp_path):
+    ablation = load("ablation")
+    first = ablation_report(tmp_path / "a.json", {"full": [0, 1]}, [])
+    second = ablation_report(tmp_path / "b.json", {"full": [2], "no_kl": [0]}, [])
+    out = tmp_path / "merged.json"
+    assert ablation.main(["--merge", str(first), str(second), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["summary"]["full"]["seeds"] == [0, 1, 2]
+    assert merged["summary"]["full"]["rsum"] == [510.0, 10.0]
+    assert merged["summary"]["no_kl"]["seeds"] == [0]
+
+    with pytest.raises(SystemExit, match=r"a.json: full seed 0 is already in .*merged.json"):
+        ablation.main(["--merge", str(out), str(first), "--out", str(tmp_path / "again.json")])
+    harder = ablation_report(tmp_path / "c.json", {"full": [5]}, ["role_swap_fraction=0.6"])
+    with pytest.raises(SystemExit, match="synth settings"):
+        ablation.main(["--merge", str(first), str(harder), "--out", str(tmp_path / "x.json")])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -40,18 +41,35 @@ def test_extract_benchmark_quick_mode(tmp_path, one_thread):
     assert "--quick" in report["command"]
 
 
-def test_fusion_weights_study(tiny_prepared, tmp_path, one_thread):
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_prepared, tmp_path_factory):
+    """A model trained for one epoch on the tiny synthetic benchmark (its TrainResult)."""
     from mcsan.config import Config, apply_overrides
     from mcsan.train import train
 
     root, prepared = tiny_prepared
-    config = apply_overrides(Config(), ["train.epochs=1", "train.batch_size=32",
-                                        "model.embed_dim=16", "model.hidden_dim=16",
-                                        "model.word_dim=16", "data.max_frames=8"])
+    config = apply_overrides(
+        Config(),
+        [
+            "train.epochs=1",
+            "train.batch_size=32",
+            "model.embed_dim=16",
+            "model.hidden_dim=16",
+            "model.word_dim=16",
+            "data.max_frames=8",
+        ],
+    )
     config.data.root, config.data.prepared = str(root), str(prepared)
-    config.train.out_dir = str(tmp_path / "run")
+    config.train.out_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     result = train(config, progress=False)
+    torch.set_num_threads(before)
+    return result
 
+
+def test_fusion_weights_study(tiny_checkpoint, tmp_path, one_thread):
+    result = tiny_checkpoint
     fusion = load("fusion_weights")
     out = tmp_path / "fusion.json"
     assert fusion.main([str(result.best_dir), "--grid", "0", "1", "--no-progress",
@@ -98,3 +116,39 @@ def test_ablation_merge_combines_files_and_refuses_a_run_twice(tmp_path):
     harder = ablation_report(tmp_path / "c.json", {"full": [5]}, ["role_swap_fraction=0.6"])
     with pytest.raises(SystemExit, match="synth settings"):
         ablation.main(["--merge", str(first), str(harder), "--out", str(tmp_path / "x.json")])
+
+
+def test_twin_blind_rsum_by_hand():
+    twin_errors = load("twin_errors")
+    # videos 0 and 1 are twins; caption i belongs to video i
+    scores = torch.tensor([[0.5, 0.9, 0.1], [0.2, 0.8, 0.3], [0.1, 0.2, 0.7]])  # (M, N)
+    caption_to_video = torch.tensor([0, 1, 2])
+    # caption 0 ranks its twin first (t2v rank 2), and video 1 ranks caption 0 first (v2t 2)
+    assert twin_errors.dense_rsum(scores, caption_to_video) == pytest.approx(2 * (200 / 3 + 200))
+    blocked = torch.zeros(3, 3, dtype=torch.bool)
+    blocked[0, 1] = blocked[1, 0] = True
+    assert twin_errors.dense_rsum(scores, caption_to_video, blocked) == pytest.approx(600.0)
+
+
+def test_dense_rsum_matches_the_chunked_metrics_with_ties():
+    from mcsan.metrics import retrieval_metrics
+
+    twin_errors = load("twin_errors")
+    g = torch.Generator().manual_seed(0)
+    text = torch.randint(-2, 3, (60, 4), generator=g).float()  # small integers: many ties
+    video = torch.randint(-2, 3, (15, 4), generator=g).float()
+    caption_to_video = torch.arange(60) % 15
+    reference = retrieval_metrics({"global": text}, {"global": video}, caption_to_video)["rsum"]
+    assert twin_errors.dense_rsum(text @ video.T, caption_to_video) == pytest.approx(reference)
+
+
+def test_twin_errors_study(tiny_checkpoint, tmp_path, one_thread):
+    twin_errors = load("twin_errors")
+    out = tmp_path / "twins.json"
+    assert twin_errors.main([str(tiny_checkpoint.best_dir), "--no-progress", "--out", str(out)]) == 0
+    study = json.loads(out.read_text())["studies"][0]
+    assert study["val"]["rsum"] == pytest.approx(tiny_checkpoint.best_rsum)
+    for split in ("val", "test"):
+        row = study[split]
+        assert row["rsum"] <= row["twin_blind_rsum"] <= 600
+        assert row["twin_captions"] > 0 and 0.0 <= row["role_swap_acc"] <= 1.0

@@ -491,6 +491,44 @@ def test_coordinated_verb_needs_the_same_form():
     assert repair_tree(t) == []
 
 
+def test_participle_after_a_prepositional_phrase_describes_the_modified_noun():
+    # spaCy: "a person in a blue [jacket attacking a girl]"
+    t = tree(
+        "a/DT/DET/det/1 person/NN/NOUN/ROOT/1 in/IN/ADP/prep/1 a/DT/DET/det/5 "
+        "blue/JJ/ADJ/amod/5 jacket/NN/NOUN/pobj/2 attacking/VBG/VERB/acl/5 "
+        "a/DT/DET/det/8 girl/NN/NOUN/dobj/6"
+    )
+    assert repair_tree(t) == ["participle_after_prepositional_phrase"]
+    assert deps(t)[6] == "attacking/VERB/acl>1"
+    assert set(extract(t).labels("relationship")) == {"person|in|jacket", "person|attack|girl"}
+    # spaCy: "there is a woman [in a blue dress feeding a bunny]", "feeding" the pcomp of "in"
+    t = tree(
+        "there/EX/PRON/expl/1 is/VBZ/VERB/ROOT/1 a/DT/DET/det/3 woman/NN/NOUN/attr/1 "
+        "in/IN/ADP/prep/3 a/DT/DET/det/7 blue/JJ/ADJ/amod/7 dress/NN/NOUN/pobj/4 "
+        "feeding/VBG/VERB/pcomp/4 a/DT/DET/det/10 bunny/NN/NOUN/dobj/8"
+    )
+    assert repair_tree(t) == ["participle_after_prepositional_phrase"]
+    assert set(extract(t).labels("relationship")) == {"woman|in|dress", "woman|feed|bunny"}
+
+
+def test_participles_stay_after_other_prepositions_and_past_participles_stay():
+    for spec in (
+        # "a video of [a man riding a bike]": the man rides
+        "a/DT/DET/det/1 video/NN/NOUN/ROOT/1 of/IN/ADP/prep/1 a/DT/DET/det/4 "
+        "man/NN/NOUN/pobj/2 riding/VBG/VERB/acl/4 a/DT/DET/det/7 bike/NN/NOUN/dobj/5",
+        # "a street with music playing": after "with" the music plays
+        "a/DT/DET/det/1 street/NN/NOUN/ROOT/1 with/IN/ADP/prep/1 music/NN/NOUN/pobj/2 "
+        "playing/VBG/VERB/acl/3",
+        # "a man in a shirt covered in paint": the shirt is covered
+        "a/DT/DET/det/1 man/NN/NOUN/ROOT/1 in/IN/ADP/prep/1 a/DT/DET/det/4 "
+        "shirt/NN/NOUN/pobj/2 covered/VBN/VERB/acl/4 in/IN/ADP/prep/5 paint/NN/NOUN/pobj/6",
+    ):
+        t = tree(spec)
+        before = deps(t)
+        assert repair_tree(t) == []
+        assert deps(t) == before
+
+
 # ----- the cache and the parser -------------------------------------------------------------
 TEXTS = ["a man is riding a horse", "a woman sits on a bench", "a man is riding a horse"]
 

@@ -53,6 +53,8 @@ VARIANTS: dict[str, list[str]] = {
     "global_only_warmup": ["model.levels=[global]", "loss.sum_violation_epochs=1"],
     "full_warmup": ["loss.sum_violation_epochs=1"],
     "no_attribute_loss_warmup": ["loss.attribute_loss=none", "loss.sum_violation_epochs=1"],
+    # the entity level reads the frames as a set: it cannot add order noise to a twin's score
+    "entity_order_blind": ["model.entity_order_blind=true"],
     # per-level ranking without negatives that have all of the caption's attributes at that level
     "full_level_negatives": ["loss.level_aware_negatives=true"],
     # the pretrained text backbone instead of word embeddings + BiGRU (fine-tuned at

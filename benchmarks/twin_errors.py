@@ -6,7 +6,8 @@ video's twin's captions removed from its candidates (video->text). The differenc
 that twin confusions cost; ``600 - twin-blind rsum`` is what every other error costs. If two
 models have the same twin-blind rsum, the whole gap between them is twins, and the gap can
 grow at most to what the weaker model loses on twins. Also reports the role-swap accuracy
-(share of twin-video captions that score their own video above its twin, 0.5 = chance).
+(share of twin-video captions that score their own video above its twin, 0.5 = chance), of
+the fused score and of each level alone.
 
     .venv/bin/python benchmarks/twin_errors.py runs/ablation/runs/full-seed0/best ...
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from mcsan import LEVELS
 from mcsan.data.synth import read_synth_meta
 from mcsan.evaluate import EncodedSplit, encode_split, load_checkpoint_with_data
 from mcsan.metrics import RECALL_AT, rank_summary, retrieval_metrics
@@ -76,15 +78,33 @@ def twin_study(encoded: EncodedSplit, model: MCSAN, twins: dict[str, str]) -> di
     )["rsum"]
     if abs(standard - reference) > 1e-6:
         raise AssertionError(f"dense rsum {standard} differs from retrieval_metrics {reference}")
-    own_score = scores[rows, caption_to_video[rows]]
-    twin_score = scores[rows, caption_twin[rows]]
+    by_level = model.level_similarities(encoded.text_emb, encoded.video_emb)  # level -> (M, N)
     return {
         "rsum": standard,
         "twin_blind_rsum": dense_rsum(scores, caption_to_video, blocked),
-        "role_swap_acc": float((own_score > twin_score).float().mean()) if len(rows) else math.nan,
+        "role_swap_acc": role_swap(scores, rows, caption_to_video, caption_twin),
+        "role_swap_acc_by_level": {
+            level: role_swap(level_scores, rows, caption_to_video, caption_twin)
+            for level, level_scores in by_level.items()
+        },
         "twin_captions": int(len(rows)),
         "captions": int(len(caption_to_video)),
     }
+
+
+def role_swap(
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    caption_to_video: torch.Tensor,
+    caption_twin: torch.Tensor,
+) -> float:
+    """Share of the captions ``rows`` (n,) that score their own video above its twin.
+    scores (M, N), caption_to_video (M,), caption_twin (M,) twin video index."""
+    if not len(rows):
+        return math.nan
+    own = scores[rows, caption_to_video[rows]]  # (n,)
+    twin = scores[rows, caption_twin[rows]]  # (n,)
+    return float((own > twin).float().mean())
 
 
 def study_checkpoint(
@@ -106,8 +126,9 @@ def study_checkpoint(
 
 
 def markdown(studies: list[dict]) -> str:
+    levels = [lv for lv in LEVELS if any(lv in s["test"]["role_swap_acc_by_level"] for s in studies)]
     head = ["run", "split", "rsum", "twin-blind rsum", "lost to twins", "lost to the rest",
-            "role-swap acc"]
+            "role-swap acc", *[f"role-swap {level}" for level in levels]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for study in studies:
         for split in SPLITS:
@@ -120,6 +141,7 @@ def markdown(studies: list[dict]) -> str:
                 f"{s['twin_blind_rsum'] - s['rsum']:.1f}",
                 f"{600 - s['twin_blind_rsum']:.1f}",
                 f"{s['role_swap_acc']:.3f}",
+                *[f"{s['role_swap_acc_by_level'].get(level, math.nan):.3f}" for level in levels],
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -152,3 +152,4 @@ def test_twin_errors_study(tiny_checkpoint, tmp_path, one_thread):
         row = study[split]
         assert row["rsum"] <= row["twin_blind_rsum"] <= 600
         assert row["twin_captions"] > 0 and 0.0 <= row["role_swap_acc"] <= 1.0
+        assert set(row["role_swap_acc_by_level"]) == {"global", "entity", "action", "relationship"}

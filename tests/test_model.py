@@ -312,6 +312,21 @@ def test_region_features_feed_the_entity_branch():
         build()(make_batch(regions=4))
 
 
+def test_order_blind_entity_level_ignores_frame_order():
+    batch = make_batch(batch=3, frames=6)
+    batch.video_mask[:] = True
+    reversed_video = batch.video.flip(1)  # (B, T, D) the same frames, last first
+    for order_blind in (True, False):
+        torch.manual_seed(0)
+        model = build(small_config(entity_order_blind=order_blind)).eval()
+        with torch.no_grad():
+            forward = model.encode_video(batch.video, batch.video_mask)
+            backward = model.encode_video(reversed_video, batch.video_mask)
+        same = torch.allclose(forward["entity"], backward["entity"], atol=1e-5, rtol=1e-4)
+        assert same == order_blind
+        assert not torch.allclose(forward["relationship"], backward["relationship"], atol=1e-4)
+
+
 def test_relationship_level_alone_learns_role_order():
     """Videos "a then b" vs "b then a" hold the same frames, captions "a x b" vs "b x a" the
     same words: only order tells the pairs apart, on both sides."""

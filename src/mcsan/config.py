@@ -52,6 +52,9 @@ class ModelConfig:
     num_entity_queries: int = 4
     num_action_queries: int = 4
     num_relationship_queries: int = 4  # (subject, predicate, object) query trios of the video
+    # entity queries read the projected frames as a set (no time encoding, no temporal
+    # transformer), so the entity level cannot tell who appears first (regions already are)
+    entity_order_blind: bool = False
     dropout: float = 0.1
     text_encoder: str = "gru"  # gru | sentence_transformer
     text_backbone: str = ""  # local sentence-transformers model directory

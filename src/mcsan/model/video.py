@@ -6,7 +6,8 @@ reads them its own way and ends in one embedding per video:
     frames (B, T, D) --norm, project, + time encoding--> x (B, T, H)
                      --1-layer temporal transformer-----> context (B, T, H)
     global       attention pooling over context
-    entity       learned entity queries attend over context (or over region features) -> slots
+    entity       learned entity queries attend over context (or over region features) -> slots;
+                 with ``model.entity_order_blind`` over the projected frames as a set instead
     action       frame differences + temporal convolution -> motion; action queries attend -> slots
     relationship K triple queries, each a (subject, predicate, object) trio of queries: subject
                  and object attend like entity queries, the predicate over the motion; each trio
@@ -159,6 +160,7 @@ class VideoEncoder(nn.Module):
         # the relationship level reads entity tokens (context or regions) and the motion too
         self.uses_entity_tokens = "entity" in self.levels or "relationship" in self.levels
         self.uses_motion = "action" in self.levels or "relationship" in self.levels
+        self.entity_order_blind = config.entity_order_blind
         self.input_norm = nn.LayerNorm(video_dim)
         self.frame_proj = nn.Linear(video_dim, hidden)
         self.dropout = nn.Dropout(config.dropout)
@@ -225,7 +227,10 @@ class VideoEncoder(nn.Module):
         if self.uses_entity_tokens:
             tokens, mask, token_times = self._entity_tokens(context, video_mask, times, regions)
         if "entity" in self.levels:
-            entity_slots, _ = self.entity_slots(tokens, mask, token_times)  # (B, Ke, H)
+            if self.entity_order_blind and regions is None:  # frames as a set: (B, T, H)
+                entity_slots, _ = self.entity_slots(frames, video_mask, times[None])
+            else:
+                entity_slots, _ = self.entity_slots(tokens, mask, token_times)  # (B, Ke, H)
             states["entity"] = self.pools["entity"](entity_slots)  # (B, H)
         if self.uses_motion:
             motion = self.motion(frames, context, video_mask)  # (B, T, 2H)

@@ -580,9 +580,8 @@ def repair_coordinated_verb(tree: Tree, node: Node) -> str | None:
 
 
 def repair_tree(tree: Tree) -> list[str]:
-    """Retag verbs that spaCy read as nouns, then re-attach subjects and participles that it
-    hung on the wrong noun (see the module docstring); the names of the rules that fired, in
-    order."""
+    """Retag verbs that spaCy read as nouns, then re-attach participles that it hung on the
+    wrong noun (see the module docstring); the names of the rules that fired, in order."""
     fired: list[str] = []
     for rule in (
         repair_noun_after_determiner,

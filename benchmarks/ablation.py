@@ -31,9 +31,10 @@ import torch
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import prepare
-from mcsan.data.synth import read_synth_meta, synth_config, write_synth
+from mcsan.data.synth import read_synth_meta, synth_config, twin_indices, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
+from mcsan.metrics import role_swap_accuracy
 from mcsan.train import train
 
 VARIANTS: dict[str, list[str]] = {
@@ -93,26 +94,6 @@ BASE = DEMO_OVERRIDES
 EPOCHS = {"tiny": 2, "small": 12, "default": 10, "msrvtt": 8}
 
 
-def role_swap_accuracy(encoded, model, meta: dict) -> float:
-    """Share of twin-video captions whose own video outscores its role-swapped twin."""
-    index = {vid: i for i, vid in enumerate(encoded.video_ids)}
-    twins = {vid: spec["twin"] for vid, spec in meta["videos"].items() if spec.get("twin")}
-    rows, own, other = [], [], []
-    for row, video in enumerate(encoded.caption_to_video.tolist()):
-        twin = twins.get(encoded.video_ids[video])
-        if twin in index:
-            rows.append(row)
-            own.append(video)
-            other.append(index[twin])
-    if not rows:
-        return float("nan")
-    queries = {lv: emb[torch.tensor(rows)] for lv, emb in encoded.text_emb.items()}
-    fused = model.fused_similarity(queries, encoded.video_emb)  # (n, N)
-    picks = torch.arange(len(rows))
-    own_score, twin_score = fused[picks, torch.tensor(own)], fused[picks, torch.tensor(other)]
-    return float((own_score > twin_score).float().mean())
-
-
 def run(
     preset: str,
     seeds: list[int],
@@ -146,7 +127,11 @@ def run(
                 "seed": seed,
                 "val_rsum": result.best_rsum,
                 **results["fused"],
-                "role_swap_acc": role_swap_accuracy(encoded, model, meta),
+                "role_swap_acc": role_swap_accuracy(
+                    model.fused_similarity(encoded.text_emb, encoded.video_emb),
+                    encoded.caption_to_video,
+                    torch.tensor(twin_indices(meta, encoded.video_ids)),
+                ),
                 "train_seconds": time.perf_counter() - started,
             }
             rows.setdefault(variant, []).append(row)

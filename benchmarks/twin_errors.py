@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from mcsan import LEVELS
-from mcsan.data.synth import read_synth_meta
+from mcsan.data.synth import read_synth_meta, twin_indices
 from mcsan.evaluate import EncodedSplit, encode_split, load_checkpoint_with_data
-from mcsan.metrics import RECALL_AT, rank_summary, retrieval_metrics
+from mcsan.metrics import RECALL_AT, rank_summary, retrieval_metrics, role_swap_accuracy
 from mcsan.model import MCSAN
 
 SPLITS = ("val", "test")
@@ -58,12 +58,10 @@ def dense_rsum(
     return sum(summary[f"{d}_r{k}"] for d in ("t2v", "v2t") for k in RECALL_AT)
 
 
-def twin_study(encoded: EncodedSplit, model: MCSAN, twins: dict[str, str]) -> dict[str, float]:
+def twin_study(encoded: EncodedSplit, model: MCSAN, meta: dict) -> dict[str, float]:
     """Standard and twin-blind rsum and the role-swap accuracy of one encoded split."""
-    index = {video: i for i, video in enumerate(encoded.video_ids)}
-    twin_of = torch.tensor(  # (N,) index of each video's twin, -1 without one in this split
-        [index.get(twins.get(video, ""), -1) for video in encoded.video_ids]
-    )
+    # (N,) index of each video's twin, -1 without one in this split
+    twin_of = torch.tensor(twin_indices(meta, encoded.video_ids))
     scores = model.fused_similarity(encoded.text_emb, encoded.video_emb)  # (M, N)
     caption_to_video = encoded.caption_to_video
     caption_twin = twin_of[caption_to_video]  # (M,)
@@ -82,29 +80,14 @@ def twin_study(encoded: EncodedSplit, model: MCSAN, twins: dict[str, str]) -> di
     return {
         "rsum": standard,
         "twin_blind_rsum": dense_rsum(scores, caption_to_video, blocked),
-        "role_swap_acc": role_swap(scores, rows, caption_to_video, caption_twin),
+        "role_swap_acc": role_swap_accuracy(scores, caption_to_video, twin_of),
         "role_swap_acc_by_level": {
-            level: role_swap(level_scores, rows, caption_to_video, caption_twin)
+            level: role_swap_accuracy(level_scores, caption_to_video, twin_of)
             for level, level_scores in by_level.items()
         },
         "twin_captions": int(len(rows)),
         "captions": int(len(caption_to_video)),
     }
-
-
-def role_swap(
-    scores: torch.Tensor,
-    rows: torch.Tensor,
-    caption_to_video: torch.Tensor,
-    caption_twin: torch.Tensor,
-) -> float:
-    """Share of the captions ``rows`` (n,) that score their own video above its twin.
-    scores (M, N), caption_to_video (M,), caption_twin (M,) twin video index."""
-    if not len(rows):
-        return math.nan
-    own = scores[rows, caption_to_video[rows]]  # (n,)
-    twin = scores[rows, caption_twin[rows]]  # (n,)
-    return float((own > twin).float().mean())
 
 
 def study_checkpoint(
@@ -114,14 +97,13 @@ def study_checkpoint(
         checkpoint_dir, data_root=data_root, prepared_dir=prepared_dir, progress=progress
     )
     meta = read_synth_meta(Path(data_root or config.data.root))
-    twins = {video: spec["twin"] for video, spec in meta["videos"].items() if spec.get("twin")}
     result = {"checkpoint": str(checkpoint_dir), "levels": list(model.levels)}
     with torch.no_grad():
         for split in SPLITS:
             encoded = encode_split(
                 model, dataset[split], prepared, config, torch.device("cpu"), progress=progress
             )
-            result[split] = twin_study(encoded, model, twins)
+            result[split] = twin_study(encoded, model, meta)
     return result
 
 

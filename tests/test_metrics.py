@@ -13,6 +13,7 @@ from mcsan.metrics import (
     per_level_metrics,
     retrieval_metrics,
     retrieval_ranks,
+    role_swap_accuracy,
 )
 
 
@@ -329,3 +330,15 @@ def test_attribute_ap_matches_reference_with_ties_and_empty_columns():
     assert report["map"] == pytest.approx(100 * float(ap[~ap.isnan()].mean()))
     with pytest.raises(ValueError, match="0 or 1"):
         attribute_map(logits, targets * 2)
+
+
+def test_role_swap_accuracy_counts_own_video_strictly_above_its_twin():
+    # videos 0 and 1 are twins, video 2 has none; two captions each for videos 0 and 1
+    scores = torch.tensor(
+        [[0.9, 0.1, 0.0], [0.2, 0.3, 0.0], [0.5, 0.5, 0.0], [0.1, 0.8, 0.0], [0.0, 0.0, 1.0]]
+    )  # (M, N)
+    caption_to_video = torch.tensor([0, 0, 1, 1, 2])
+    twin_of = torch.tensor([1, 0, -1])
+    # right: caption 0 and 3; wrong: caption 1; a tie (caption 2) counts as wrong
+    assert role_swap_accuracy(scores, caption_to_video, twin_of) == 0.5
+    assert math.isnan(role_swap_accuracy(scores, caption_to_video, torch.tensor([-1, -1, -1])))

@@ -36,6 +36,7 @@ from mcsan.data.synth import (
     read_synth_meta,
     split_sizes,
     synth_config,
+    twin_indices,
     write_synth,
 )
 
@@ -238,6 +239,12 @@ def test_write_then_read_back_gives_identical_captions_and_features(tmp_path) ->
 
     meta = read_synth_meta(root)
     assert SynthConfig.from_dict(meta["config"]) == config
+    test_ids = benchmark.splits["test"]
+    twin_of = twin_indices(meta, test_ids)
+    for vid, twin in zip(test_ids, twin_of, strict=True):
+        expected = benchmark.videos[vid].twin
+        assert (test_ids[twin] if twin >= 0 else None) == expected
+    assert any(twin >= 0 for twin in twin_of)
     first = benchmark.splits["test"][0]
     assert meta["videos"][first] == benchmark.videos[first].to_dict()
     assert (root / META_FILE).is_file()

@@ -430,6 +430,24 @@ def per_level_metrics(
 
 
 # ----- attribute mAP -----------------------------------------------------------------------
+def role_swap_accuracy(
+    scores: torch.Tensor, caption_to_video: torch.Tensor, twin_of: torch.Tensor
+) -> float:
+    """Share of the captions whose video has a twin that score their own video strictly above
+    the twin (0.5 = chance; NaN when no caption's video has one).
+
+    scores (M, N) caption-video scores, caption_to_video (M,), twin_of (N,) index of each
+    video's twin, -1 for none (``mcsan.data.synth.twin_indices``).
+    """
+    caption_twin = twin_of[caption_to_video]  # (M,)
+    rows = (caption_twin >= 0).nonzero().flatten()  # (n,)
+    if not len(rows):
+        return math.nan
+    own = scores[rows, caption_to_video[rows]]  # (n,)
+    twin = scores[rows, caption_twin[rows]]  # (n,)
+    return float((own > twin).float().mean())
+
+
 def attribute_average_precision(
     logits: torch.Tensor, targets: torch.Tensor, column_chunk: int | None = None
 ) -> torch.Tensor:

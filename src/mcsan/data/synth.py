@@ -618,6 +618,14 @@ def read_synth_meta(root: str | Path) -> dict[str, Any]:
     return meta
 
 
+def twin_indices(meta: Mapping[str, Any], video_ids: Sequence[str]) -> list[int]:
+    """For each of ``video_ids``, the position of its role-swapped twin in ``video_ids`` (-1
+    when it has none there), from the ground truth of :func:`read_synth_meta`."""
+    index = {video: i for i, video in enumerate(video_ids)}
+    specs = meta["videos"]
+    return [index.get(specs.get(video, {}).get("twin") or "", -1) for video in video_ids]
+
+
 # ----- sampling specs ---------------------------------------------------------------------------
 def _actions(config: SynthConfig) -> list[tuple[str, tuple[VerbForms, ...]]]:
     """Actions in use: transitive first, then intransitive (the concept-vector order)."""

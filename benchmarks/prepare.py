@@ -8,8 +8,14 @@ Default run: parse every caption with a fresh parse cache (first run), then prep
 on the same captions (spaCy's verb lemmas against lemminflect, nouns that should be verbs,
 captions left without an action) and writes ``benchmarks/results/semantics_repairs.json``.
 
+``--measure-synth-roles PRESET`` parses the transitive captions of a synthetic benchmark's
+validation and test splits and counts how often the parse reads who does what to whom
+(``mcsan.data.synth.event_roles``): the most the relationship level can get from the text side
+on role-swapped twins. Writes ``benchmarks/results/synth_roles-PRESET.json``.
+
     python benchmarks/prepare.py [--n-process 1] [--batch-size 256]
     python benchmarks/prepare.py --measure-repairs [--n-process 1]
+    python benchmarks/prepare.py --measure-synth-roles default
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared, prepare
 from mcsan.data.semantics import (
     NOUN_POS,
+    PARSER_VERSION,
     SINGULAR_NOUN_TAGS,
+    CaptionParser,
     Tree,
     extract,
     is_action,
@@ -44,6 +52,7 @@ from mcsan.data.semantics import (
     repair_tree,
     verb_form,
 )
+from mcsan.data.synth import event_roles, generate, synth_config
 
 REPO = Path(__file__).resolve().parents[1]
 ANNOTATION = REPO.parent / "shared" / "data" / "msrvtt" / "train_val_annotation.zip"
@@ -117,6 +126,48 @@ def benchmark_prepare(n_process: int, batch_size: int) -> dict:
         "file_bytes": sizes,
         "vocab_sizes": {level: len(v) for level, v in first.vocabs.items()},
         "load_average_at_start": round(load_before, 2),
+        "machine": machine(),
+    }
+
+
+# ----- the role measurement on the synthetic benchmark ----------------------------------------
+def measure_synth_roles(preset: str, n_process: int, batch_size: int, samples: int = 5) -> dict:
+    """How the parse reads the event of each transitive val/test caption of ``preset``."""
+    benchmark = generate(synth_config(preset))
+    captions = [
+        caption
+        for split in ("val", "test")
+        for video in benchmark.splits[split]
+        for caption in benchmark.captions[video]
+        if caption.patient is not None
+    ]
+    start = time.perf_counter()
+    parser = CaptionParser(load_spacy(), n_process=n_process, batch_size=batch_size)
+    parses = parser.parse_many([c.text for c in captions])
+    seconds = time.perf_counter() - start
+    by_template: dict[str, Counter[str]] = {}
+    examples: dict[str, list[dict]] = {}
+    for caption, parse in zip(captions, parses, strict=True):
+        reading = event_roles(caption, parse)
+        by_template.setdefault(caption.template, Counter())[reading] += 1
+        if reading != "right" and len(examples.setdefault(reading, [])) < samples:
+            examples[reading].append(
+                {"caption": caption.text, "relationships": parse.labels("relationship")}
+            )
+    total = sum(by_template.values(), Counter())
+    return {
+        "benchmark": "synth_roles",
+        "preset": preset,
+        "parser_version": PARSER_VERSION,
+        "model": model_identity(parser.nlp),
+        "transitive_captions": len(captions),
+        "share": {k: round(v / len(captions), 4) for k, v in total.most_common()},
+        "right_by_template": {
+            template: round(counts["right"] / sum(counts.values()), 4)
+            for template, counts in sorted(by_template.items())
+        },
+        "examples": examples,
+        "seconds": round(seconds, 1),
         "machine": machine(),
     }
 
@@ -249,9 +300,13 @@ def main() -> None:
     parser.add_argument("--n-process", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--measure-repairs", action="store_true")
+    parser.add_argument("--measure-synth-roles", metavar="PRESET")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.measure_repairs:
+    if args.measure_synth_roles:
+        result = measure_synth_roles(args.measure_synth_roles, args.n_process, args.batch_size)
+        path = RESULTS / f"synth_roles-{args.measure_synth_roles}.json"
+    elif args.measure_repairs:
         result = measure_repairs(args.n_process, args.batch_size)
         path = RESULTS / "semantics_repairs.json"
     else:

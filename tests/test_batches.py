@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcsan.data.batches import SPAN_LEVELS, CaptionItems, CaptionPairs, VideoItems, collate_pairs
+from mcsan.data.batches import (
+    SPAN_LEVELS,
+    CaptionItems,
+    CaptionPairs,
+    VideoItems,
+    collate_pairs,
+    role_swap,
+)
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.data.vocab import WORD_PAD
@@ -99,3 +106,65 @@ def test_neighbour_batches_pair_role_swapped_twins(train_pairs, tiny_prepared):
             expected = sampler.neighbour[sampler.caption_video[anchor]]
             assert sampler.caption_video[partner] == expected
 
+
+
+def caption_item(tokens: str, roles: list, actions: list[int]) -> dict:
+    """A caption item as CaptionItems gives it; word ids are the token positions + 2."""
+    words = tokens.split()
+    return {
+        "tokens": words,
+        "words": [2 + i for i in range(len(words))],
+        "roles": roles,
+        "level_tokens": {"entity": [], "action": actions},
+    }
+
+
+def swapped_text(item: dict) -> str:
+    return " ".join(item["tokens"][i] for i in role_swap(item))
+
+
+def test_role_swap_exchanges_the_event_subject_and_object():
+    # "a cat is chased by a dog": dog|chase|cat (the passive's agent is the subject)
+    passive = caption_item("a cat is chased by a dog", [[[6], [3], [1]]], actions=[3])
+    assert swapped_text(passive) == "a dog is chased by a cat"
+    # the first verb triple, not a preposition's: person|in|jacket is no event
+    item = caption_item(
+        "a person in a jacket attacks a girl", [[[1], [2], [4]], [[1], [5], [7]]], actions=[5]
+    )
+    assert swapped_text(item) == "a girl in a jacket attacks a person"
+    # compounds swap when both sides have as many tokens
+    item = caption_item("a police officer chases a bank robber", [[[1, 2], [3], [5, 6]]], [3])
+    assert swapped_text(item) == "a bank robber chases a police officer"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "roles", "actions"),
+    [
+        ("a man is dancing", [[[1], [3], []]], [3]),  # no object
+        ("a man in a park", [[[1], [2], [4]]], []),  # a preposition, not a verb
+        ("a police officer chases a dog", [[[1, 2], [3], [5]]], [3]),  # 2 tokens vs 1
+        ("a creature bites a creature", [[[1], [2], [4]]], [2]),  # the same words
+        ("a man", [], []),
+    ],
+)
+def test_captions_without_a_swappable_event_have_no_role_swap(tokens, roles, actions):
+    item = caption_item(tokens, roles, actions)
+    item["words"] = [{"creature": 5}.get(t, 2 + i) for i, t in enumerate(item["tokens"])]
+    assert role_swap(item) is None
+
+
+def test_batches_carry_the_role_swapped_captions(train_pairs):
+    split, prepared = train_pairs
+    pairs = CaptionPairs(split, prepared, max_frames=5, max_words=32)
+    sizes = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
+    items = [pairs[i] for i in range(16)]
+    batch = collate_pairs(items, sizes)
+    swaps = batch.role_swaps
+    expected = [i for i, item in enumerate(items) if role_swap(item) is not None]
+    assert expected and swaps.rows.tolist() == expected
+    assert swaps.words.shape == (len(expected), batch.words.shape[1])
+    for row, words, tokens in zip(swaps.rows.tolist(), swaps.words, swaps.tokens, strict=True):
+        assert torch.equal(words != WORD_PAD, batch.word_mask[row])  # same length and padding
+        assert sorted(words.tolist()) == sorted(batch.words[row].tolist())  # same words
+        assert not torch.equal(words, batch.words[row])  # in another order
+        assert sorted(tokens) == sorted(batch.tokens[row]) and tokens != batch.tokens[row]

@@ -6,7 +6,7 @@ import torch
 
 from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.config import LossConfig, ModelConfig
-from mcsan.data.batches import SPAN_LEVELS, Batch
+from mcsan.data.batches import SPAN_LEVELS, Batch, RoleSwaps
 from mcsan.data.vocab import WORD_PAD
 from mcsan.model import MCSAN, load_glove
 from mcsan.model.text import glove_dim
@@ -234,6 +234,52 @@ def test_level_aware_negatives_change_only_the_attribute_levels_ranking():
     changed = [lv for lv in ATTRIBUTE_LEVELS if aware[f"rank/{lv}"] != plain[f"rank/{lv}"]]
     assert changed, "no attribute level's ranking loss saw the excluded negative"
     assert all(aware[f"rank/{lv}"] <= plain[f"rank/{lv}"] for lv in ATTRIBUTE_LEVELS)
+
+
+def with_role_swaps(batch: Batch, rows: list[int]) -> Batch:
+    """``batch`` with the real words of ``rows`` reversed as their role-swapped readings."""
+    swapped = []
+    for row in rows:
+        words = batch.words[row].clone()  # (L,)
+        n = int(batch.word_mask[row].sum())
+        words[:n] = words[:n].flip(0)
+        swapped.append(words)
+    tokens = [batch.tokens[row][::-1] for row in rows]
+    batch.role_swaps = RoleSwaps(torch.tensor(rows), torch.stack(swapped), tokens)
+    return batch
+
+
+def test_role_swap_negatives_rank_each_caption_above_its_swapped_reading():
+    batch = with_role_swaps(make_batch(), rows=[0, 2, 5])
+    torch.manual_seed(1)
+    plain_model = build()
+    plain = plain_model.compute_loss(batch)[1]
+    assert "rank/role_swap" not in plain  # switched off by default
+    torch.manual_seed(1)
+    model = build(loss=LossConfig(role_swap_negatives=True))
+    output = model(batch)
+    terms = model.loss_terms(output, batch)
+    for name, value in plain.items():  # the other terms do not change
+        torch.testing.assert_close(terms[name], value)
+    # by hand: hinge on the mean fused score of (caption, own video) vs (swapped, own video)
+    rows = torch.tensor([0, 2, 5])
+    swaps = batch.role_swaps
+    text = model.encode_text(
+        swaps.words,
+        batch.word_mask[rows],
+        {level: mask[rows] for level, mask in batch.level_masks.items()},
+        batch.role_masks[rows],
+    )
+    video = {level: emb[rows] for level, emb in output.video.items()}
+    swapped = model.fused_similarity(text, video).diagonal() / len(LEVELS)  # (3,)
+    own = output.fused[rows, rows] / len(LEVELS)  # (3,)
+    expected = (LossConfig().margin - own + swapped).clamp(min=0).mean()
+    torch.testing.assert_close(terms["rank/role_swap"], expected)
+    terms["rank/role_swap"].backward()
+    assert model.text.heads["relationship"].weight.grad.abs().sum() > 0
+    # a batch without swappable captions has no such term
+    batch.role_swaps = None
+    assert "rank/role_swap" not in model.compute_loss(batch)[1]
 
 
 def test_without_attribute_losses_there_is_no_projection():

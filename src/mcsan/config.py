@@ -74,6 +74,10 @@ class LossConfig:
     # per-level ranking at entity/action/relationship: a video that has every attribute the
     # caption names at that level is no negative there (losses.same_at_level)
     level_aware_negatives: bool = False
+    # each caption whose event has a subject and an object is also ranked against its own
+    # role-swapped reading ("a cat chases a dog" for "a dog chases a cat") on the fused score
+    # of its video: the one negative that only who-does-what-to-whom tells apart
+    role_swap_negatives: bool = False
     attribute_loss: str = "focal"  # focal | bce | none
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0

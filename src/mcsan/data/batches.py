@@ -7,7 +7,7 @@ targets. Word ids follow :mod:`mcsan.data.vocab` (``WORD_PAD`` pads, ``WORD_UNK`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +23,19 @@ if TYPE_CHECKING:  # the prepared data is only passed through; importing it pull
 # level reads each relationship's role spans instead (``Batch.role_masks``).
 SPAN_LEVELS: tuple[str, ...] = ("entity", "action")
 
+
+
+@dataclass
+class RoleSwaps:
+    """S captions of a batch with subject and object exchanged ("a dog chases a cat" -> "a cat
+    chases a dog"): same length, spans and masks as the caption, other words."""
+
+    rows: torch.Tensor  # (S,) int64, the caption's row in the batch
+    words: torch.Tensor  # (S, L) int64 word ids of the swapped captions
+    tokens: list[list[str]]  # S token lists
+
+    def to(self, device: torch.device | str) -> RoleSwaps:
+        return RoleSwaps(self.rows.to(device), self.words.to(device), self.tokens)
 
 
 @dataclass
@@ -44,7 +57,9 @@ class Batch:
     video_ids: list[str]  # B video ids (a video may repeat; see positive_mask)
     caption_ids: list[str]  # B caption ids
     regions: torch.Tensor | None = None  # (B, T, R, D_r) optional region features
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    # the captions that have a role-swapped reading (see ``role_swap``), for
+    # loss.role_swap_negatives; None when no caption of the batch has one
+    role_swaps: RoleSwaps | None = None
 
     @property
     def positive_mask(self) -> torch.Tensor:
@@ -70,7 +85,7 @@ class Batch:
             video_ids=self.video_ids,
             caption_ids=self.caption_ids,
             regions=move(self.regions),
-            extras={k: move(v) for k, v in self.extras.items()},
+            role_swaps=None if self.role_swaps is None else self.role_swaps.to(device),
         )
 
 
@@ -239,6 +254,32 @@ def nearest_other(labels: torch.Tensor, has_captions: list[bool], chunk: int = 1
     return neighbours
 
 
+# ----- role swaps ------------------------------------------------------------------------
+
+
+def role_swap(item: dict) -> list[int] | None:
+    """The caption's token positions with its event's subject and object exchanged, or None.
+
+    The event is the first relationship whose predicate is a verb (its tokens are action
+    tokens) and whose subject and object are both named, as many tokens each, apart, and in
+    other words ("a creature bites a creature" has no swapped reading). Exchanging the words in
+    place keeps every span: in "a cat is chased by a dog" (dog|chase|cat) the swap gives "a dog
+    is chased by a cat". Returns the new order of positions: ``words[order]``."""
+    actions = set(item["level_tokens"]["action"])
+    for subject, predicate, obj in item["roles"]:
+        if not (subject and obj and predicate) or not set(predicate) <= actions:
+            continue
+        if len(subject) != len(obj) or set(subject) & set(obj):
+            continue
+        if [item["words"][i] for i in subject] == [item["words"][i] for i in obj]:
+            continue
+        order = list(range(len(item["words"])))
+        for a, b in zip(subject, obj, strict=True):
+            order[a], order[b] = b, a
+        return order
+    return None
+
+
 # ----- collation ---------------------------------------------------------------------------
 
 
@@ -258,7 +299,7 @@ def collate_videos(items: list[dict]) -> dict:
 def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
     """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
     ``role_masks`` (B, R, 3, L) bool, ``text_targets`` level -> (B, V) multi-hot, plus
-    ``tokens``, ``video_ids``, ``caption_ids``."""
+    ``tokens``, ``video_ids``, ``caption_ids`` and ``role_swaps`` (:class:`RoleSwaps` or None)."""
     size = len(items)
     length = max(1, max(len(item["words"]) for item in items))
     words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
@@ -267,8 +308,15 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
     relations = max(1, max(len(item["roles"]) for item in items))
     role_masks = torch.zeros(size, relations, 3, length, dtype=torch.bool)  # (B, R, 3, L)
     text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
+    swap_rows, swap_words, swap_tokens = [], [], []
     for i, item in enumerate(items):
         n_words = len(item["words"])
+        if (order := role_swap(item)) is not None:
+            swapped = torch.full((length,), WORD_PAD, dtype=torch.long)  # (L,)
+            swapped[:n_words] = torch.tensor([item["words"][j] for j in order], dtype=torch.long)
+            swap_rows.append(i)
+            swap_words.append(swapped)
+            swap_tokens.append([item["tokens"][j] for j in order])
         words[i, :n_words] = torch.tensor(item["words"], dtype=torch.long)
         word_mask[i, :n_words] = True
         for level in SPAN_LEVELS:
@@ -287,6 +335,11 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         "tokens": [item["tokens"] for item in items],
         "video_ids": [item["video_id"] for item in items],
         "caption_ids": [item["caption_id"] for item in items],
+        "role_swaps": RoleSwaps(
+            torch.tensor(swap_rows, dtype=torch.long), torch.stack(swap_words), swap_tokens
+        )
+        if swap_rows
+        else None,
     }
 
 
@@ -310,4 +363,5 @@ def collate_pairs(items: list[dict], attribute_sizes: dict[str, int]) -> Batch:
         tokens=captions["tokens"],
         video_ids=captions["video_ids"],
         caption_ids=captions["caption_ids"],
+        role_swaps=captions["role_swaps"],
     )

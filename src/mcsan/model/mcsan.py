@@ -11,6 +11,9 @@ Losses (each switchable in LossConfig, each level switchable in ModelConfig.leve
                             loss.level_aware_negatives, not against videos that have every
                             attribute the caption names at that level)
     rank/fused              the same on s / sum_l w_l (the mean, so the margin means the same)
+    rank/role_swap          with loss.role_swap_negatives: hinge [margin - s(v, t) + s(v, t~)]_+
+                            on the mean fused score, t~ the caption with subject and object
+                            exchanged (``batches.role_swap``), v its own video
     attr/video/<level>      focal (or plain) BCE of the video's attribute logits vs the union of
                             its captions' attributes
     attr/text/<level>       the same for the caption against its own attributes
@@ -55,6 +58,9 @@ class ModelOutput:
     fused: torch.Tensor  # (B_t, B_v) sum_l w_l cos_l
     video_attributes: dict[str, torch.Tensor]  # attribute level -> (B, V_level) logits
     text_attributes: dict[str, torch.Tensor]  # attribute level -> (B, V_level) logits
+    # with loss.role_swap_negatives: fused score of each role-swapped caption with its own
+    # video, (S,), for the batch rows batch.role_swaps.rows; None otherwise
+    role_swap_fused: torch.Tensor | None = None
 
 
 class MCSAN(nn.Module):
@@ -191,6 +197,27 @@ class MCSAN(nn.Module):
             fused=self._weighted_sum(similarities),
             video_attributes=self.predict_attributes(video, "video"),
             text_attributes=self.predict_attributes(text, "text"),
+            role_swap_fused=self._role_swap_fused(batch, video),
+        )
+
+    def _role_swap_fused(
+        self, batch: Batch, video: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        # video level -> (B, E) -> (S,) sum_l w_l cos_l(swapped caption, its own video)
+        swaps = batch.role_swaps
+        if not self.loss_config.role_swap_negatives or swaps is None:
+            return None
+        rows = swaps.rows  # (S,)
+        swapped = self.encode_text(
+            swaps.words,
+            batch.word_mask[rows],
+            {level: mask[rows] for level, mask in batch.level_masks.items()},
+            batch.role_masks[rows],
+            swaps.tokens,
+        )  # level -> (S, E)
+        return sum(
+            self.level_weights[level] * (swapped[level] * video[level][rows]).sum(-1)
+            for level in self.levels
         )
 
     def loss_terms(
@@ -215,6 +242,12 @@ class MCSAN(nn.Module):
         if lc.ranking_fused:
             mean_score = output.fused / sum(self.level_weights.values())  # (B_t, B_v)
             terms["rank/fused"] = ranking_loss(mean_score, positives, lc.margin, hardest)
+        if output.role_swap_fused is not None:
+            rows = batch.role_swaps.rows.to(output.fused.device)  # (S,)
+            total_weight = sum(self.level_weights.values())
+            own = output.fused[rows, rows] / total_weight  # (S,) caption i with video i
+            swapped = output.role_swap_fused / total_weight  # (S,)
+            terms["rank/role_swap"] = (lc.margin - own + swapped).clamp(min=0).mean()
         for level in output.video_attributes:
             video_logits = output.video_attributes[level]  # (B, V)
             text_logits = output.text_attributes[level]  # (B, V)

@@ -60,6 +60,10 @@ VARIANTS: dict[str, list[str]] = {
     "full_level_negatives": ["loss.level_aware_negatives=true"],
     # each caption also ranked against its own role-swapped reading on the fused score
     "full_role_swap_negatives": ["loss.role_swap_negatives=true"],
+    "no_relationship_role_swap_negatives": [
+        "model.levels=[global, entity, action]",
+        "loss.role_swap_negatives=true",
+    ],
     "global_only_warmup_role_swap_negatives": [
         "model.levels=[global]",
         "loss.sum_violation_epochs=1",

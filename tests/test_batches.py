@@ -158,7 +158,8 @@ def test_batches_carry_the_role_swapped_captions(train_pairs):
     pairs = CaptionPairs(split, prepared, max_frames=5, max_words=32)
     sizes = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
     items = [pairs[i] for i in range(16)]
-    batch = collate_pairs(items, sizes)
+    assert collate_pairs(items, sizes).role_swaps is None  # only when the loss asks
+    batch = collate_pairs(items, sizes, role_swaps=True)
     swaps = batch.role_swaps
     expected = [i for i, item in enumerate(items) if role_swap(item) is not None]
     assert expected and swaps.rows.tolist() == expected

@@ -105,6 +105,18 @@ def test_sum_violation_warm_up_then_hardest_negatives(tiny_prepared, tmp_path, o
         tiny_config(tiny_prepared, tmp_path / "bad", ["loss.sum_violation_epochs=-1"]).validate()
 
 
+def test_role_swap_negatives_reach_the_training_loss(tiny_prepared, tmp_path, one_thread):
+    plain = train(tiny_config(tiny_prepared, tmp_path / "plain"), progress=False)
+    swaps = train(
+        tiny_config(tiny_prepared, tmp_path / "swaps", ["loss.role_swap_negatives=true"]),
+        progress=False,
+    )
+    assert "rank/role_swap" not in plain.history[0]
+    assert [r["rank/role_swap"] > 0 for r in swaps.history] == [True, True]
+    # the term falls as the model learns to prefer each caption over its swapped reading
+    assert swaps.history[1]["rank/role_swap"] < swaps.history[0]["rank/role_swap"]
+
+
 def test_non_finite_loss_names_step_and_term(tiny_prepared, tmp_path, one_thread):
     config = tiny_config(tiny_prepared, tmp_path / "nan", ["train.lr=1e30", "train.warmup_steps=0",
                                                            "train.grad_clip=1e30"])

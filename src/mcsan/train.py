@@ -125,7 +125,11 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
 
     pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
     generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
-    collate = partial(collate_pairs, attribute_sizes=attribute_sizes)
+    collate = partial(
+        collate_pairs,
+        attribute_sizes=attribute_sizes,
+        role_swaps=config.loss.role_swap_negatives,
+    )
     if config.train.neighbour_batches:
         sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
         loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,

@@ -299,7 +299,7 @@ def collate_videos(items: list[dict]) -> dict:
 def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
     """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
     ``role_masks`` (B, R, 3, L) bool, ``text_targets`` level -> (B, V) multi-hot, plus
-    ``tokens``, ``video_ids``, ``caption_ids`` and ``role_swaps`` (:class:`RoleSwaps` or None)."""
+    ``tokens``, ``video_ids``, ``caption_ids``."""
     size = len(items)
     length = max(1, max(len(item["words"]) for item in items))
     words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
@@ -308,15 +308,8 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
     relations = max(1, max(len(item["roles"]) for item in items))
     role_masks = torch.zeros(size, relations, 3, length, dtype=torch.bool)  # (B, R, 3, L)
     text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
-    swap_rows, swap_words, swap_tokens = [], [], []
     for i, item in enumerate(items):
         n_words = len(item["words"])
-        if (order := role_swap(item)) is not None:
-            swapped = torch.full((length,), WORD_PAD, dtype=torch.long)  # (L,)
-            swapped[:n_words] = torch.tensor([item["words"][j] for j in order], dtype=torch.long)
-            swap_rows.append(i)
-            swap_words.append(swapped)
-            swap_tokens.append([item["tokens"][j] for j in order])
         words[i, :n_words] = torch.tensor(item["words"], dtype=torch.long)
         word_mask[i, :n_words] = True
         for level in SPAN_LEVELS:
@@ -335,16 +328,30 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         "tokens": [item["tokens"] for item in items],
         "video_ids": [item["video_id"] for item in items],
         "caption_ids": [item["caption_id"] for item in items],
-        "role_swaps": RoleSwaps(
-            torch.tensor(swap_rows, dtype=torch.long), torch.stack(swap_words), swap_tokens
-        )
-        if swap_rows
-        else None,
     }
 
 
-def collate_pairs(items: list[dict], attribute_sizes: dict[str, int]) -> Batch:
-    """Pad a list of :class:`CaptionPairs` items into one :class:`Batch`."""
+def collate_role_swaps(items: list[dict], length: int) -> RoleSwaps | None:
+    """The role-swapped readings of the captions that have one, padded to ``length`` words."""
+    rows, words, tokens = [], [], []
+    for i, item in enumerate(items):
+        if (order := role_swap(item)) is None:
+            continue
+        swapped = torch.full((length,), WORD_PAD, dtype=torch.long)  # (L,)
+        swapped[: len(order)] = torch.tensor([item["words"][j] for j in order], dtype=torch.long)
+        rows.append(i)
+        words.append(swapped)
+        tokens.append([item["tokens"][j] for j in order])
+    if not rows:
+        return None
+    return RoleSwaps(torch.tensor(rows, dtype=torch.long), torch.stack(words), tokens)
+
+
+def collate_pairs(
+    items: list[dict], attribute_sizes: dict[str, int], role_swaps: bool = False
+) -> Batch:
+    """Pad a list of :class:`CaptionPairs` items into one :class:`Batch`; with ``role_swaps``
+    (loss.role_swap_negatives) it carries the captions' role-swapped readings too."""
     videos = collate_videos(items)
     captions = collate_captions(items, attribute_sizes)
     video_targets = {lv: torch.zeros(len(items), n) for lv, n in attribute_sizes.items()}  # (B, V)
@@ -363,5 +370,5 @@ def collate_pairs(items: list[dict], attribute_sizes: dict[str, int]) -> Batch:
         tokens=captions["tokens"],
         video_ids=captions["video_ids"],
         caption_ids=captions["caption_ids"],
-        role_swaps=captions["role_swaps"],
+        role_swaps=collate_role_swaps(items, captions["words"].shape[1]) if role_swaps else None,
     )

@@ -429,7 +429,6 @@ def per_level_metrics(
     }
 
 
-# ----- attribute mAP -----------------------------------------------------------------------
 def role_swap_accuracy(
     scores: torch.Tensor, caption_to_video: torch.Tensor, twin_of: torch.Tensor
 ) -> float:
@@ -448,6 +447,7 @@ def role_swap_accuracy(
     return float((own > twin).float().mean())
 
 
+# ----- attribute mAP -----------------------------------------------------------------------
 def attribute_average_precision(
     logits: torch.Tensor, targets: torch.Tensor, column_chunk: int | None = None
 ) -> torch.Tensor:

@@ -162,7 +162,7 @@ class MCSAN(nn.Module):
         return self._weighted_sum(self.level_similarities(text_emb, video_emb))
 
     def _weighted_sum(self, similarities: dict[str, torch.Tensor]) -> torch.Tensor:
-        # similarities level -> (N_t, N_v) -> (N_t, N_v)
+        # similarities level -> (N_t, N_v) (or (S,) pairs) -> the same shape
         return sum(self.level_weights[level] * similarities[level] for level in self.levels)
 
     def fusion_scale(self) -> dict[str, float]:
@@ -215,9 +215,8 @@ class MCSAN(nn.Module):
             batch.role_masks[rows],
             swaps.tokens,
         )  # level -> (S, E)
-        return sum(
-            self.level_weights[level] * (swapped[level] * video[level][rows]).sum(-1)
-            for level in self.levels
+        return self._weighted_sum(
+            {level: (swapped[level] * video[level][rows]).sum(-1) for level in self.levels}
         )
 
     def loss_terms(

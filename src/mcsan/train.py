@@ -14,6 +14,7 @@ import json
 import math
 import platform
 import statistics
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -160,6 +161,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         start_epoch, step = trainer["epoch"] + 1, trainer["step"]
         best_rsum, history = trainer["best_rsum"], trainer["history"]
         restore_rng_state(trainer["rng"])
+        if use_amp and trainer.get("grad_scaler"):  # empty when saved without AMP
+            scaler.load_state_dict(trainer["grad_scaler"])
 
     config.save(run_dir / "config.json")
     _write_run_info(run_dir, config, device, steps_per_epoch)
@@ -178,7 +181,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             batch = batch.to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 loss, terms = model.compute_loss(batch, hardest_negatives=hardest)
-            _check_finite(loss, terms, step, epoch)
+            values = _loss_values(loss, terms)
+            _check_finite(values, step, epoch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -187,10 +191,12 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             )
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
+            with warnings.catch_warnings():  # AMP skipped an overflowing step: torch warns that
+                # the schedule ran ahead of the optimizer; it follows the step count on purpose
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                scheduler.step()
             step += 1
-            values = {"loss": loss.item(), **{k: float(v) for k, v in terms.items()},
-                      "clipped": float(grad_norm > config.train.grad_clip)}
+            values["clipped"] = float(grad_norm > config.train.grad_clip)
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
                 writer.add_scalar(f"train/{key}", value, step)
@@ -212,12 +218,12 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             writer.add_scalar("val/rsum", record["val_rsum"], step)
             if record["val_rsum"] > best_rsum:
                 best_rsum = record["val_rsum"]
-                _save(best_dir, config, model, vocabularies, optimizer, scheduler, epoch, step,
-                      best_rsum, history + [record], results)
+                _save(best_dir, config, model, vocabularies, optimizer, scheduler, scaler, epoch,
+                      step, best_rsum, history + [record], results)
         history.append(record)
         _append_csv(csv_path, record)
-        _save(last_dir, config, model, vocabularies, optimizer, scheduler, epoch, step, best_rsum,
-              history, None)
+        _save(last_dir, config, model, vocabularies, optimizer, scheduler, scaler, epoch, step,
+              best_rsum, history, None)
         if progress:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
             tqdm.write(f"epoch {epoch + 1}: {shown}")
@@ -226,19 +232,26 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     return TrainResult(run_dir, best_dir, last_dir, best_rsum, history)
 
 
-def _check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int, epoch: int) -> None:
-    if torch.isfinite(loss):
+def _loss_values(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``{"loss": total, term: value, ...}`` as Python floats, read from the device at once
+    (one synchronisation per step instead of one per term on CUDA)."""
+    numbers = torch.stack([loss.detach().float(), *(t.float() for t in terms.values())]).tolist()
+    return dict(zip(["loss", *terms], numbers, strict=True))
+
+
+def _check_finite(values: dict[str, float], step: int, epoch: int) -> None:
+    if math.isfinite(values["loss"]):
         return
-    bad = [name for name, value in terms.items() if not torch.isfinite(torch.as_tensor(value))]
+    bad = [name for name, value in values.items() if name != "loss" and not math.isfinite(value)]
     raise NonFiniteLossError(
-        f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); non-finite term(s): "
+        f"loss became {values['loss']} at step {step + 1} (epoch {epoch + 1}); non-finite term(s): "
         f"{bad or ['total']}. Lower train.lr or train.grad_clip, or check the features "
         "for extreme values (mcsan info validates them)"
     )
 
 
-def _save(directory, config, model, vocabularies, optimizer, scheduler, epoch, step, best_rsum,
-          history, metrics) -> None:
+def _save(directory, config, model, vocabularies, optimizer, scheduler, scaler, epoch, step,
+          best_rsum, history, metrics) -> None:
     save_checkpoint(
         directory,
         config=config,
@@ -252,6 +265,7 @@ def _save(directory, config, model, vocabularies, optimizer, scheduler, epoch, s
             "best_rsum": best_rsum,
             "history": history,
             "rng": capture_rng_state(),
+            "grad_scaler": scaler.state_dict(),  # AMP's loss scale ({} without AMP)
         },
         metrics=metrics,
     )

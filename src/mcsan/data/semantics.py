@@ -111,16 +111,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lemminflect
-import spacy
-from lemminflect import getAllLemmas, getInflection, getLemma
-from spacy.language import Language
-from spacy.tokens import Doc
 from tqdm import tqdm
 
 from mcsan import ATTRIBUTE_LEVELS
+
+# spaCy and lemminflect are imported where a caption is parsed, not here: reading prepared
+# data (training, evaluation, search) needs neither, e.g. on a GPU image without spaCy.
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def load_spacy(name: str | None = None) -> Language:
 
     With ``name=None`` the first installed of :data:`SPACY_MODELS` is used.
     """
+    import spacy
+
     candidates = (name,) if name else SPACY_MODELS
     for candidate in candidates:
         if spacy.util.is_package(candidate) or Path(candidate).is_dir():
@@ -169,6 +172,8 @@ def load_spacy(name: str | None = None) -> Language:
 
 def model_identity(nlp: Language) -> str:
     """Name and version of the pipeline and of lemminflect: a parse depends on both."""
+    import lemminflect
+
     meta = nlp.meta
     return f"{meta['lang']}_{meta['name']}-{meta['version']}+lemminflect-{lemminflect.__version__}"
 
@@ -263,6 +268,8 @@ def read_json_lines(path: Path) -> list[Any]:
 @lru_cache(maxsize=1 << 16)
 def verb_lemma(word: str, spacy_lemma: str) -> str:
     """Lemma of ``word`` used as a verb: the lemminflect dictionary first, spaCy as fallback."""
+    from lemminflect import getAllLemmas, getLemma
+
     known = getAllLemmas(word, upos="VERB").get("VERB", ())
     if known:
         return spacy_lemma if spacy_lemma in known else known[0]
@@ -276,6 +283,8 @@ def verb_lemma(word: str, spacy_lemma: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def noun_lemma(word: str, spacy_lemma: str) -> str:
     """Lemma of a common noun: the lemminflect dictionary when it knows the form, else spaCy."""
+    from lemminflect import getAllLemmas
+
     known = getAllLemmas(word, upos="NOUN").get("NOUN", ())
     if known:
         return spacy_lemma if spacy_lemma in known else known[0]
@@ -298,12 +307,16 @@ def lemmatise(word: str, pos: str, spacy_lemma: str) -> str:
 def is_lexical_noun(word: str) -> bool:
     """Whether the dictionary lists ``word`` as a noun of its own ("painting", "meeting",
     "shooting"), not only as the -ing form of a verb ("singing", "riding")."""
+    from lemminflect import getAllLemmas
+
     return bool(getAllLemmas(word, upos="NOUN").get("NOUN"))
 
 
 @lru_cache(maxsize=1 << 16)
 def verb_form(word: str) -> str | None:
     """``VBZ``, ``VBG`` or ``VBP`` when ``word`` is that inflection of a dictionary verb."""
+    from lemminflect import getAllLemmas, getInflection
+
     for lemma in getAllLemmas(word, upos="VERB").get("VERB", ()):
         for tag in ("VBZ", "VBG", "VBP"):
             if word in (getInflection(lemma, tag=tag) or ()):
@@ -918,6 +931,9 @@ class CaptionParser:
         """The model identity of cache keys, read without loading the model when possible."""
         if self._nlp is not None:
             return model_identity(self._nlp)
+        import lemminflect
+        import spacy
+
         for candidate in (self._model_name,) if self._model_name else SPACY_MODELS:
             if spacy.util.is_package(candidate):
                 version = spacy.util.get_package_version(candidate)

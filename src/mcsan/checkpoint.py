@@ -8,7 +8,8 @@ A checkpoint directory holds::
     optimizer.json           optional: the optimizer's state dict with every tensor replaced by
     optimizer.safetensors      a reference into the .safetensors file beside it
     scheduler.json           optional: the LR scheduler's state dict, stored the same way
-    trainer_state.json       optional: epoch, step, best metric, RNG states (capture_rng_state)
+    trainer_state.json       optional: epoch, step, best metric, RNG states (capture_rng_state),
+                             AMP's gradient-scaler state
     metrics.json             optional: the metrics at this point
 
 Everything is written into a sibling ``<name>.tmp-XXXX`` directory, each file flushed to disk,

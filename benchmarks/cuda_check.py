@@ -73,8 +73,11 @@ def largest_weight_difference(a: Path, b: Path) -> float:
     return max(float((first[k].float() - second[k].float()).abs().max()) for k in first)
 
 
-def evaluate_on(best_dir: Path, dataset, prepared, device: torch.device) -> tuple[dict, dict]:
-    """Test-split fused metrics and the fused score matrix (on the CPU) of one checkpoint."""
+def evaluate_on(
+    best_dir: Path, dataset, prepared, device: torch.device
+) -> tuple[dict, torch.Tensor]:
+    """Test-split fused metrics and the fused score matrix (M, N), on the CPU, of one
+    checkpoint."""
     model, config = load_trained(best_dir, prepared, device)
     encoded = encode_split(model, dataset["test"], prepared, config, device, progress=False)
     metrics = evaluate_encoded(encoded, model, config, "test")["fused"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,10 @@ from mcsan.data.batches import (
     CaptionItems,
     CaptionPairs,
     VideoItems,
+    collate_captions,
     collate_pairs,
+    collate_videos,
+    multi_hot,
     role_swap,
 )
 from mcsan.data.layouts import read_dataset
@@ -45,6 +49,76 @@ def test_pairs_collate_to_a_padded_batch(train_pairs):
         assert not (mask & ~batch.word_mask).any()
     assert not (batch.role_masks & ~batch.word_mask[:, None, None]).any()
     assert batch.caption_ids == [c.caption_id for c in split.captions[:7]]
+
+
+def positions(row: torch.Tensor) -> set[int]:
+    return set(torch.nonzero(row).flatten().tolist())
+
+
+def test_each_row_of_a_batch_holds_exactly_its_items_positions(train_pairs):
+    split, prepared = train_pairs
+    pairs = CaptionPairs(split, prepared, max_frames=8, max_words=7)  # some captions cut
+    sizes = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
+    items = [pairs[i] for i in range(0, len(pairs), 3)]
+    batch = collate_pairs(items, sizes)
+    for i, item in enumerate(items):
+        n_words = len(item["words"])
+        assert batch.words[i, :n_words].tolist() == item["words"]
+        assert positions(batch.word_mask[i]) == set(range(n_words))
+        for level in SPAN_LEVELS:
+            assert positions(batch.level_masks[level][i]) == set(item["level_tokens"][level])
+        for level in sizes:
+            assert positions(batch.text_targets[level][i]) == set(item["text_labels"][level])
+            assert positions(batch.video_targets[level][i]) == set(item["video_labels"][level])
+        for r in range(batch.role_masks.shape[1]):
+            parts = item["roles"][r] if r < len(item["roles"]) else [[], [], []]
+            for role in range(3):
+                assert positions(batch.role_masks[i, r, role]) == set(parts[role])
+    assert any(len(item["roles"]) > 1 for item in items)  # several relationships are padded
+
+
+def test_captions_collate_multi_token_spans_and_several_relationships():
+    def item(words, entity, action, roles, labels):
+        return {"tokens": [str(w) for w in words], "words": words, "caption_id": "c",
+                "level_tokens": {"entity": entity, "action": action}, "roles": roles,
+                "text_labels": {"entity": labels}, "video_id": "v"}
+
+    # "the police officer runs after a cat on a bike": two relationships, multi-token roles
+    first = item([5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [1, 2, 6, 9], [3, 4],
+                 [[[1, 2], [3, 4], [6]], [[6], [7], [9]]], [0, 2])
+    second = item([5, 6, 7], [2], [], [], [1])
+    batch = collate_captions([first, second], {"entity": 3})
+    assert batch["words"].tolist() == [first["words"], [5, 6, 7] + [WORD_PAD] * 7]
+    assert batch["word_mask"].sum(1).tolist() == [10, 3]
+    assert positions(batch["level_masks"]["entity"][0]) == {1, 2, 6, 9}
+    assert positions(batch["level_masks"]["action"][0]) == {3, 4}
+    assert not batch["level_masks"]["action"][1].any()
+    assert batch["role_masks"].shape == (2, 2, 3, 10)
+    assert [positions(batch["role_masks"][0, 0, role]) for role in range(3)] == [{1, 2}, {3, 4}, {6}]
+    assert [positions(batch["role_masks"][0, 1, role]) for role in range(3)] == [{6}, {7}, {9}]
+    assert not batch["role_masks"][1].any()
+    assert batch["text_targets"]["entity"].tolist() == [[1, 0, 1], [0, 1, 0]]
+
+
+@pytest.mark.parametrize("lengths", [(3, 3), (3, 1)])
+def test_videos_collate_with_and_without_padding(lengths):
+    clips = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 10 * i
+             for i, n in enumerate(lengths)]
+    batch = collate_videos([{"video": clip, "video_id": f"v{i}"} for i, clip in enumerate(clips)])
+    assert batch["video"].dtype == torch.float32 and batch["video"].shape == (2, 3, 2)
+    for i, clip in enumerate(clips):
+        n = len(clip)
+        assert batch["video_mask"][i].tolist() == [True] * n + [False] * (3 - n)
+        assert np.array_equal(batch["video"][i, :n].numpy(), clip)
+        assert not batch["video"][i, n:].any()
+    assert batch["video_ids"] == ["v0", "v1"]
+
+
+def test_multi_hot_rows_and_empty_rows():
+    hot = multi_hot([[0, 2], [], [3]], 4)
+    assert hot.dtype == torch.float32
+    assert hot.tolist() == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
+    assert not multi_hot([[], []], 3, torch.bool).any()
 
 
 def test_video_targets_are_the_union_over_captions(train_pairs):

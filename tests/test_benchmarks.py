@@ -256,3 +256,20 @@ def test_synth_roles_measurement():
     assert set(report["right_by_template"]) >= {"active", "passive", "progressive"}
     for reading, examples in report["examples"].items():
         assert reading != "right" and examples
+
+
+def test_loader_speed_times_the_training_loader_and_the_step(tiny_prepared, tmp_path, one_thread):
+    root, prepared = tiny_prepared
+    loader_speed = load("loader_speed")
+    out = tmp_path / "loader.json"
+    common = ["--preset", "tiny", "--prepared", str(prepared), "--work", str(tmp_path / "w"),
+              "--batch-size", "16", "--out", str(out)]
+    assert loader_speed.main([*common, "--workers", "0", "1", "--batches", "3", "--repeats", "2",
+                              "--model-steps", "2"]) == 0
+    report = json.loads(out.read_text())
+    assert [entry["workers"] for entry in report["loader"]] == [0, 1]
+    for entry in report["loader"]:
+        assert len(entry["ms_per_batch_each_pass"]) == 2 and entry["samples_per_s"] > 0
+    assert report["model_step_cpu"]["ms_per_step"] > 0 and report["train_captions"] == 240
+    with pytest.raises(SystemExit, match="makes 15 batches of 16"):
+        loader_speed.main([*common, "--batches", "15"])

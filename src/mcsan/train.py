@@ -87,6 +87,29 @@ def lr_factor(step: int, total_steps: int, config: Config) -> float:
     raise ValueError(f"train.schedule={config.train.schedule!r}; choose cosine, step or constant")
 
 
+def training_loader(
+    pairs: CaptionPairs,
+    config: Config,
+    attribute_sizes: dict[str, int],
+    generator: torch.Generator,
+) -> DataLoader:
+    """Batches of ``train.batch_size`` (video, caption) pairs in an order drawn from
+    ``generator``: shuffled, or neighbour-aware with ``train.neighbour_batches``; collated in
+    ``train.num_workers`` worker processes (0: in this process)."""
+    collate = partial(
+        collate_pairs,
+        attribute_sizes=attribute_sizes,
+        role_swaps=config.loss.role_swap_negatives,
+    )
+    if config.train.neighbour_batches:
+        sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
+        return DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=config.train.num_workers)
+    return DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
+                      drop_last=len(pairs) > config.train.batch_size, generator=generator,
+                      collate_fn=collate, num_workers=config.train.num_workers)
+
+
 def train(config: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train MCSAN on ``config.data`` and return where the checkpoints are."""
     config.validate()
@@ -126,20 +149,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
 
     pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
     generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
-    collate = partial(
-        collate_pairs,
-        attribute_sizes=attribute_sizes,
-        role_swaps=config.loss.role_swap_negatives,
-    )
-    if config.train.neighbour_batches:
-        sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
-        loader = DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
-                            num_workers=config.train.num_workers)
-    else:
-        loader = DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
-                            drop_last=len(pairs) > config.train.batch_size, generator=generator,
-                            collate_fn=collate, num_workers=config.train.num_workers)
-
+    loader = training_loader(pairs, config, attribute_sizes, generator)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(

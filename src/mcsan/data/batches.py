@@ -285,7 +285,14 @@ def role_swap(item: dict) -> list[int] | None:
 
 def collate_videos(items: list[dict]) -> dict:
     """Pad videos: ``video`` (B, T, D) float32, ``video_mask`` (B, T) bool, ``video_ids``."""
-    frames = max(item["video"].shape[0] for item in items)
+    lengths = [item["video"].shape[0] for item in items]
+    frames = max(lengths)
+    if min(lengths) == frames:  # the usual case: one copy, no zero-filled padding to overwrite
+        video = torch.from_numpy(np.stack([item["video"] for item in items]).astype(
+            np.float32, copy=False))  # (B, T, D)
+        video_mask = torch.ones(len(items), frames, dtype=torch.bool)  # (B, T)
+        return {"video": video, "video_mask": video_mask,
+                "video_ids": [it["video_id"] for it in items]}
     dim = items[0]["video"].shape[1]
     video = torch.zeros(len(items), frames, dim)  # (B, T, D)
     video_mask = torch.zeros(len(items), frames, dtype=torch.bool)  # (B, T)
@@ -299,26 +306,35 @@ def collate_videos(items: list[dict]) -> dict:
 def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
     """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
     ``role_masks`` (B, R, 3, L) bool, ``text_targets`` level -> (B, V) multi-hot, plus
-    ``tokens``, ``video_ids``, ``caption_ids``."""
+    ``tokens``, ``video_ids``, ``caption_ids``.
+
+    Each tensor is filled by one indexed write from flat index lists, not one small write per
+    caption: that was most of the collation time."""
     size = len(items)
-    length = max(1, max(len(item["words"]) for item in items))
+    lengths = torch.tensor([len(item["words"]) for item in items])  # (B,)
+    length = max(1, int(lengths.max()))
+    word_mask = torch.arange(length)[None, :] < lengths[:, None]  # (B, L)
     words = torch.full((size, length), WORD_PAD, dtype=torch.long)  # (B, L)
-    word_mask = torch.zeros(size, length, dtype=torch.bool)  # (B, L)
-    level_masks = {lv: torch.zeros(size, length, dtype=torch.bool) for lv in SPAN_LEVELS}
+    words[word_mask] = torch.tensor([w for item in items for w in item["words"]], dtype=torch.long)
+    level_masks = {
+        level: multi_hot([item["level_tokens"][level] for item in items], length, torch.bool)
+        for level in SPAN_LEVELS
+    }
     relations = max(1, max(len(item["roles"]) for item in items))
     role_masks = torch.zeros(size, relations, 3, length, dtype=torch.bool)  # (B, R, 3, L)
-    text_targets = {lv: torch.zeros(size, n) for lv, n in attribute_sizes.items()}  # (B, V)
-    for i, item in enumerate(items):
-        n_words = len(item["words"])
-        words[i, :n_words] = torch.tensor(item["words"], dtype=torch.long)
-        word_mask[i, :n_words] = True
-        for level in SPAN_LEVELS:
-            level_masks[level][i, item["level_tokens"][level]] = True
-        for level in attribute_sizes:
-            text_targets[level][i, item["text_labels"][level]] = 1.0
-        for r, parts in enumerate(item["roles"]):
-            for role, positions in enumerate(parts):
-                role_masks[i, r, role, positions] = True
+    where = [
+        (i, r, role, position)
+        for i, item in enumerate(items)
+        for r, parts in enumerate(item["roles"])
+        for role, positions in enumerate(parts)
+        for position in positions
+    ]
+    if where:
+        role_masks[tuple(torch.tensor(where).T)] = True
+    text_targets = {
+        level: multi_hot([item["text_labels"][level] for item in items], n)
+        for level, n in attribute_sizes.items()
+    }
     return {
         "words": words,
         "word_mask": word_mask,
@@ -329,6 +345,17 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         "video_ids": [item["video_id"] for item in items],
         "caption_ids": [item["caption_id"] for item in items],
     }
+
+
+def multi_hot(
+    positions: list[list[int]], width: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(len(positions), width): row i is 1 (True) at each of ``positions[i]``, else 0."""
+    out = torch.zeros(len(positions), width, dtype=dtype)  # (N, width)
+    rows = [i for i, row in enumerate(positions) for _ in row]
+    if rows:
+        out[rows, [p for row in positions for p in row]] = 1
+    return out
 
 
 def collate_role_swaps(items: list[dict], length: int) -> RoleSwaps | None:
@@ -354,10 +381,10 @@ def collate_pairs(
     (loss.role_swap_negatives) it carries the captions' role-swapped readings too."""
     videos = collate_videos(items)
     captions = collate_captions(items, attribute_sizes)
-    video_targets = {lv: torch.zeros(len(items), n) for lv, n in attribute_sizes.items()}  # (B, V)
-    for i, item in enumerate(items):
-        for level in attribute_sizes:
-            video_targets[level][i, item["video_labels"][level]] = 1.0
+    video_targets = {  # level -> (B, V)
+        level: multi_hot([item["video_labels"][level] for item in items], n)
+        for level, n in attribute_sizes.items()
+    }
     return Batch(
         video=videos["video"],
         video_mask=videos["video_mask"],

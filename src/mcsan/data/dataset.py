@@ -93,6 +93,8 @@ class Split:
         if not self.features:
             raise ValueError(f"split {self.name!r} has no feature stores")
         parts = [store.get(video_id) for store in self.features]
+        if len(parts) == 1:  # every store returns float32 (frames, dim): no copy needed
+            return parts[0]
         frames = parts[0].shape[0]
         aligned = [p if p.shape[0] == frames else p[uniform_indices(p.shape[0], frames)] for p in parts]
         return np.concatenate(aligned, axis=1).astype(np.float32, copy=False)

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+
+# not tqdm.auto: its bar calls iter() on a DataLoader when built, and the loop iterates again,
+# so workers started twice and the shuffle order depended on train.num_workers (tqdm#1598)
+from tqdm import tqdm
 
 from mcsan import __version__
 from mcsan.checkpoint import (

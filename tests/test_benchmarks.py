@@ -274,3 +274,12 @@ def test_loader_speed_times_the_training_loader_and_the_step(tiny_prepared, tmp_
     assert report["model_step_cpu"]["ms_per_step"] > 0 and report["train_captions"] == 240
     with pytest.raises(SystemExit, match="makes 15 batches of 16"):
         loader_speed.main([*common, "--batches", "15"])
+
+
+def test_same_steps_variant_halves_the_presets_epochs():
+    ablation = load("ablation")
+    assert ablation.variant_overrides("neighbour_batches_same_steps", epochs=10) == [
+        "train.neighbour_batches=true", "train.epochs=5"]
+    assert ablation.variant_overrides("neighbour_batches_same_steps", epochs=1)[-1] == (
+        "train.epochs=1")
+    assert ablation.variant_overrides("full", epochs=10) == []

@@ -134,33 +134,6 @@ def test_extract_benchmark_quick_mode(tmp_path, one_thread):
     assert "--quick" in report["command"]
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tiny_prepared, tmp_path_factory):
-    """A model trained for one epoch on the tiny synthetic benchmark (its TrainResult)."""
-    from mcsan.config import Config, apply_overrides
-    from mcsan.train import train
-
-    root, prepared = tiny_prepared
-    config = apply_overrides(
-        Config(),
-        [
-            "train.epochs=1",
-            "train.batch_size=32",
-            "model.embed_dim=16",
-            "model.hidden_dim=16",
-            "model.word_dim=16",
-            "data.max_frames=8",
-        ],
-    )
-    config.data.root, config.data.prepared = str(root), str(prepared)
-    config.train.out_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    result = train(config, progress=False)
-    torch.set_num_threads(before)
-    return result
-
-
 def test_fusion_weights_study(tiny_checkpoint, tmp_path, one_thread):
     result = tiny_checkpoint
     fusion = load("fusion_weights")

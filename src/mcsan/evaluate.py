@@ -126,8 +126,8 @@ class EncodedSplit:
     text_emb: dict[str, torch.Tensor]  # level -> (M, E), L2-normalised
     video_attr_logits: dict[str, torch.Tensor]  # level -> (N, V)
     text_attr_logits: dict[str, torch.Tensor]  # level -> (M, V)
-    video_targets: dict[str, torch.Tensor]  # level -> (N, V) multi-hot, union over captions
-    text_targets: dict[str, torch.Tensor]  # level -> (M, V) multi-hot
+    video_targets: dict[str, torch.Tensor]  # level -> (N, V) bool, union over captions
+    text_targets: dict[str, torch.Tensor]  # level -> (M, V) bool
 
 
 @torch.no_grad()
@@ -139,25 +139,27 @@ def encode_split(
     device: torch.device,
     progress: bool = True,
 ) -> EncodedSplit:
-    """Encode every video and every caption of ``split`` once (no pairwise work here)."""
+    """Encode every video and every caption of ``split`` once (no pairwise work here).
+
+    Each output is allocated once at its full size and filled batch by batch: no list of
+    chunks to concatenate, which would hold every output twice (MSR-VTT's full test split:
+    59,800 captions, about 1 GB of logits and embeddings at 256-d)."""
     model.eval()
     attribute_sizes = {lv: len(v) for lv, v in prepared.vocabs.items()}
     batch_size = config.eval.batch_size
     workers = config.train.num_workers
 
     videos = VideoItems(split, config.data.max_frames)
-    video_chunks: dict[str, list[torch.Tensor]] = {}
-    video_logit_chunks: dict[str, list[torch.Tensor]] = {}
+    video_emb, video_logits = _Rows(len(videos)), _Rows(len(videos))
     loader = DataLoader(videos, batch_size=batch_size, collate_fn=collate_videos, num_workers=workers)
     for batch in tqdm(loader, desc=f"encode {split.name} videos", disable=not progress, leave=False):
         emb = model.encode_video(batch["video"].to(device), batch["video_mask"].to(device))
-        _append(video_chunks, emb)
-        _append(video_logit_chunks, model.predict_attributes(emb, modality="video"))
+        video_emb.add(emb)
+        video_logits.add(model.predict_attributes(emb, modality="video"))
 
     captions = CaptionItems(split, prepared, config.data.max_words)
-    text_chunks: dict[str, list[torch.Tensor]] = {}
-    text_logit_chunks: dict[str, list[torch.Tensor]] = {}
-    target_chunks: dict[str, list[torch.Tensor]] = {}
+    text_emb, text_logits = _Rows(len(captions)), _Rows(len(captions))
+    text_targets = _Rows(len(captions), torch.bool)
     loader = DataLoader(
         captions,
         batch_size=batch_size,
@@ -173,29 +175,30 @@ def encode_split(
             batch["role_masks"].to(device),
             batch["tokens"],
         )
-        _append(text_chunks, emb)
-        _append(text_logit_chunks, model.predict_attributes(emb, modality="text"))
-        _append(target_chunks, batch["text_targets"])
+        text_emb.add(emb)
+        text_logits.add(model.predict_attributes(emb, modality="text"))
+        text_targets.add(batch["text_targets"])
 
     video_index = {vid: i for i, vid in enumerate(split.video_ids)}
     caption_to_video = torch.tensor([video_index[c.video_id] for c in split.captions])
     video_labels = captions.video_labels()
     video_targets = {
-        lv: torch.zeros(len(split.video_ids), n) for lv, n in attribute_sizes.items()
+        lv: torch.zeros(len(split.video_ids), n, dtype=torch.bool)
+        for lv, n in attribute_sizes.items()
     }  # level -> (N, V)
     for vid, labels in video_labels.items():
         for level, ids in labels.items():
-            video_targets[level][video_index[vid], ids] = 1.0
+            video_targets[level][video_index[vid], ids] = True
     return EncodedSplit(
         video_ids=list(split.video_ids),
         caption_ids=[c.caption_id for c in split.captions],
         caption_to_video=caption_to_video,
-        video_emb=_cat(video_chunks),
-        text_emb=_cat(text_chunks),
-        video_attr_logits=_cat(video_logit_chunks),
-        text_attr_logits=_cat(text_logit_chunks),
+        video_emb=video_emb.filled(),
+        text_emb=text_emb.filled(),
+        video_attr_logits=video_logits.filled(),
+        text_attr_logits=text_logits.filled(),
         video_targets=video_targets,
-        text_targets=_cat(target_chunks),
+        text_targets=text_targets.filled(),
     )
 
 
@@ -249,10 +252,27 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _append(store: dict[str, list[torch.Tensor]], tensors: dict[str, torch.Tensor]) -> None:
-    for key, value in tensors.items():
-        store.setdefault(key, []).append(value.detach().float().cpu())
+class _Rows:
+    """``key -> (rows, ...)`` CPU tensors of ``dtype``, each allocated at its full size on the
+    first batch and filled in batch order."""
 
+    def __init__(self, rows: int, dtype: torch.dtype = torch.float32) -> None:
+        self.rows, self.dtype = rows, dtype
+        self.count = 0  # rows filled so far
+        self.tensors: dict[str, torch.Tensor] = {}
 
-def _cat(store: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {key: torch.cat(chunks) for key, chunks in store.items()}
+    def add(self, batch: dict[str, torch.Tensor]) -> None:
+        """Append one batch: ``key -> (b, ...)``, the same ``b`` for every key."""
+        size = 0
+        for key, value in batch.items():
+            if key not in self.tensors:
+                self.tensors[key] = torch.empty(self.rows, *value.shape[1:], dtype=self.dtype)
+            size = value.shape[0]
+            self.tensors[key][self.count : self.count + size] = value.detach()
+        self.count += size
+
+    def filled(self) -> dict[str, torch.Tensor]:
+        """The tensors ({} when every batch was empty: a model without attribute heads)."""
+        if self.tensors and self.count != self.rows:
+            raise RuntimeError(f"expected {self.rows} rows, the loader gave {self.count}")
+        return self.tensors

@@ -61,6 +61,12 @@ VARIANTS: dict[str, list[str]] = {
     "full_sum_violation": ["loss.max_violation=false"],
     # one epoch summing over negatives before the hardest take over (VSE-infinity's warm-up)
     "global_only_warmup": ["model.levels=[global]", "loss.sum_violation_epochs=1"],
+    "global_only_warmup_neighbour_batches_same_steps": [
+        "model.levels=[global]",
+        "loss.sum_violation_epochs=1",
+        "train.neighbour_batches=true",
+        "train.epochs={half_epochs}",
+    ],
     "full_warmup": ["loss.sum_violation_epochs=1"],
     "no_attribute_loss_warmup": ["loss.attribute_loss=none", "loss.sum_violation_epochs=1"],
     # the entity level reads the frames as a set: it cannot add order noise to a twin's score

@@ -98,6 +98,20 @@ def test_load_prepared_round_trips_what_prepare_returned(tmp_path):
     assert loaded.caption_hash == caption_fingerprint(dataset())
 
 
+def test_load_prepared_can_build_the_parses_of_some_splits_only(prepared_dir):
+    everything = load_prepared(prepared_dir)
+    val_only = load_prepared(prepared_dir, dataset(), splits=["val"])
+    assert set(val_only.parses) == {"v3#0", "v3#1"}
+    assert val_only.parses["v3#0"] == everything.parses["v3#0"]
+    assert val_only.targets("v3#0") == everything.targets("v3#0")
+    assert val_only.caption_splits == everything.caption_splits  # still knows every caption
+    assert val_only.vocabs == everything.vocabs and val_only.words == everything.words
+    with pytest.raises(KeyError, match="in split 'train', whose parses were not loaded"):
+        val_only.targets("v0#0")
+    with pytest.raises(ValueError, match=r"no captions of split\(s\) \['tst'\]; it has \['train', 'val'\]"):
+        load_prepared(prepared_dir, splits=["val", "tst"])
+
+
 def test_stats_describe_splits_vocabularies_and_imbalance(prepared_dir):
     stats = json.loads((prepared_dir / STATS_FILE).read_text())
     assert stats["splits"]["train"]["videos"] == 3

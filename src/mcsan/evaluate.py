@@ -7,6 +7,7 @@ each level alone, plus attribute-prediction mAP per level, and name the protocol
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -68,16 +69,18 @@ def load_trained(
 
 
 def load_checkpoint_with_data(
-    checkpoint_dir: Path,
+    checkpoint: Path | Checkpoint,
     *,
     data_root: Path | None = None,
     prepared_dir: Path | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    splits: Collection[str] | None = None,
 ) -> tuple[MCSAN, Config, Dataset, PreparedData]:
     """A saved model with the dataset and prepared data it is evaluated on (by default the ones
-    it was trained on, as named in its config)."""
-    checkpoint = load_checkpoint(checkpoint_dir)
+    it was trained on, as named in its config); ``splits`` limits the parses loaded."""
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = load_checkpoint(checkpoint)
     config = checkpoint.config
     dataset = read_dataset(
         data_root or config.data.root,
@@ -87,7 +90,7 @@ def load_checkpoint_with_data(
         check_values=config.data.check_values,
         progress=progress,
     )
-    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset)
+    prepared = load_prepared(Path(prepared_dir or config.data.prepared), dataset, splits)
     model, config = load_trained(checkpoint, prepared, device)
     return model, config, dataset, prepared
 
@@ -103,14 +106,16 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluate a checkpoint directory on one split of its dataset (or of ``data_root``)."""
     torch_device = resolve_device(device)
+    checkpoint = load_checkpoint(checkpoint_dir)
+    split_name = split or checkpoint.config.eval.split
     model, config, dataset, prepared = load_checkpoint_with_data(
-        checkpoint_dir,
+        checkpoint,
         data_root=data_root,
         prepared_dir=prepared_dir,
         device=torch_device,
         progress=progress,
+        splits=[split_name],
     )
-    split_name = split or config.eval.split
     encoded = encode_split(model, dataset[split_name], prepared, config, torch_device, progress)
     results = evaluate_encoded(encoded, model, config, split_name)
     results["checkpoint"] = str(checkpoint_dir)

@@ -135,7 +135,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         skip_invalid=config.data.skip_invalid,
         check_values=config.data.check_values,
     )
-    prepared = load_prepared(Path(config.data.prepared), dataset)
+    prepared = load_prepared(Path(config.data.prepared), dataset, splits=("train", "val"))
     train_split, val_split = dataset["train"], dataset["val"]
     video_dim = config.model.video_dim or train_split.feature_dim
     config.model.video_dim = video_dim

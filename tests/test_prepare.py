@@ -105,6 +105,7 @@ def test_load_prepared_can_build_the_parses_of_some_splits_only(prepared_dir):
     assert val_only.parses["v3#0"] == everything.parses["v3#0"]
     assert val_only.targets("v3#0") == everything.targets("v3#0")
     assert val_only.caption_splits == everything.caption_splits  # still knows every caption
+    assert set(load_prepared(prepared_dir, splits="val").parses) == set(val_only.parses)
     assert val_only.vocabs == everything.vocabs and val_only.words == everything.words
     with pytest.raises(KeyError, match="in split 'train', whose parses were not loaded"):
         val_only.targets("v0#0")

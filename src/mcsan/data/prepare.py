@@ -310,6 +310,8 @@ def load_prepared(
     these captions. With ``splits``, build the parses of those splits' captions only: the
     parses are most of the memory (MSR-VTT's 200,000 captions: about 1.2 GB)."""
     out_dir = Path(out_dir)
+    if splits is not None:  # one name is a split, not a collection of letters
+        splits = frozenset([splits] if isinstance(splits, str) else splits)
     for name in (VOCAB_FILE, PARSES_FILE, STATS_FILE):
         if not (out_dir / name).is_file():
             raise FileNotFoundError(
@@ -368,7 +370,7 @@ def load_prepared(
         words=WordVocab.from_json(meta["words"]),
         stats=stats,
         caption_hash=meta["caption_hash"],
-        loaded_splits=None if splits is None else frozenset(splits),
+        loaded_splits=splits,
     )
 
 

@@ -134,7 +134,6 @@ def variant_overrides(
     return [o.replace("{minilm}", path) for o in overrides]
 
 
-
 def run(
     preset: str,
     seeds: list[int],

@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from mcsan.checkpoint import Checkpoint, load_checkpoint
 from mcsan.config import Config
-from mcsan.data.batches import CaptionItems, VideoItems, collate_captions, collate_videos
+from mcsan.data.batches import (
+    CaptionItems,
+    VideoItems,
+    collate_captions,
+    collate_videos,
+    multi_hot,
+)
 from mcsan.data.dataset import Dataset, Split
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
@@ -186,14 +192,12 @@ def encode_split(
 
     video_index = {vid: i for i, vid in enumerate(split.video_ids)}
     caption_to_video = torch.tensor([video_index[c.video_id] for c in split.captions])
-    video_labels = captions.video_labels()
-    video_targets = {
-        lv: torch.zeros(len(split.video_ids), n, dtype=torch.bool)
-        for lv, n in attribute_sizes.items()
-    }  # level -> (N, V)
-    for vid, labels in video_labels.items():
-        for level, ids in labels.items():
-            video_targets[level][video_index[vid], ids] = True
+    video_labels = captions.video_labels()  # a video without captions has none
+    video_targets = {  # level -> (N, V)
+        level: multi_hot([video_labels.get(vid, {}).get(level, []) for vid in split.video_ids],
+                         n, torch.bool)
+        for level, n in attribute_sizes.items()
+    }
     return EncodedSplit(
         video_ids=list(split.video_ids),
         caption_ids=[c.caption_id for c in split.captions],

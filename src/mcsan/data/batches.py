@@ -213,14 +213,16 @@ class NeighbourBatches(torch.utils.data.Sampler):
         self.video_captions: list[list[int]] = [[] for _ in video_ids]
         for caption_index, video_index in enumerate(self.caption_video):
             self.video_captions[video_index].append(caption_index)
-        sizes = [len(pairs.captions.prepared.vocabs[level]) for level in levels]
-        labels = torch.zeros(len(video_ids), sum(sizes))  # (N, V_entity + V_action)
-        for video_index, video_id in enumerate(video_ids):
-            offset = 0
-            for level, size in zip(levels, sizes, strict=True):
-                ids = pairs.video_labels.get(video_id, {}).get(level, [])
-                labels[video_index, [offset + i for i in ids]] = 1.0
-                offset += size
+        labels = torch.cat(  # (N, V_entity + V_action)
+            [
+                multi_hot(
+                    [pairs.video_labels.get(vid, {}).get(level, []) for vid in video_ids],
+                    len(pairs.captions.prepared.vocabs[level]),
+                )
+                for level in levels
+            ],
+            dim=1,
+        )
         self.neighbour = nearest_other(labels, has_captions=[bool(c) for c in self.video_captions])
 
     def __len__(self) -> int:

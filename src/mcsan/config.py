@@ -37,6 +37,9 @@ class VocabConfig:
         default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 500}
     )
     word_min_count: int = 1  # word vocabulary for the text encoder
+    # relationship labels: each subject-predicate-object triple also gives its role halves
+    # "dog|chase|" and "|chase|cat", frequent enough to be kept and learned (vocab.py)
+    relationship_halves: bool = False
 
 
 @dataclass

@@ -128,9 +128,10 @@ def matching_attributes(
     """The query's attributes among the video's ``top`` predicted ones per level (probability)."""
     shown = []
     for level, logits in encoded.video_attr_logits.items():
-        labels = prepared.vocabs[level].labels
+        vocab = prepared.vocabs[level]
+        labels = vocab.labels
         probabilities = torch.sigmoid(logits[video])  # (V,)
-        wanted = set(parse.labels(level))
+        wanted = set(vocab.caption_labels(parse))
         for index in torch.topk(probabilities, min(top, len(labels))).indices.tolist():
             if labels[index] in wanted:
                 shown.append(f"{labels[index]} {probabilities[index]:.2f}")

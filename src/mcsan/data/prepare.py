@@ -66,7 +66,7 @@ class PreparedData:
     def targets(self, caption_id: str) -> dict[str, list[int]]:
         """Attribute ids of one caption per level (labels outside a vocabulary have none)."""
         parse = self.parse(caption_id)
-        return {level: self.vocabs[level].encode(parse.labels(level)) for level in ATTRIBUTE_LEVELS}
+        return {level: self.vocabs[level].encode_caption(parse) for level in ATTRIBUTE_LEVELS}
 
     def parse(self, caption_id: str) -> CaptionParse:
         if caption_id not in self.parses:
@@ -146,9 +146,13 @@ def prepare(
         caption_splits = {c.caption_id: s.name for s in dataset for c in s.captions}
 
         train_parses = [parses[c.caption_id] for c in train.captions] if train else []
-        label_counts = count_labels(train_parses)
+        halves = (vocab_config.relationship_halves if given is None
+                  else given[0]["relationship"].relationship_halves)
+        label_counts = count_labels(train_parses, halves)
         if given is None:
-            vocabs = vocabs_from_counts(label_counts, vocab_config.min_count, vocab_config.top_k)
+            vocabs = vocabs_from_counts(
+                label_counts, vocab_config.min_count, vocab_config.top_k, halves
+            )
             words = WordVocab.build((p.tokens for p in train_parses), vocab_config.word_min_count)
         else:
             vocabs, words = given
@@ -166,7 +170,7 @@ def prepare(
             "vocabulary": vocabulary_stats(label_counts, vocabs, words, vocab_config),
             "imbalance": imbalance_stats(vocabs),
             # the same over every label seen in training, before min_count and top_k
-            "imbalance_seen": imbalance_stats(vocabs_from_counts(label_counts, 1, {})),
+            "imbalance_seen": imbalance_stats(vocabs_from_counts(label_counts, 1, {}, halves)),
         }
         write_jsonl(
             out_dir / PARSES_FILE,
@@ -236,7 +240,7 @@ def split_stats(
     }
     for level in ATTRIBUTE_LEVELS:
         index = vocabs[level].index
-        per_caption = [p.labels(level) for p in split_parses]
+        per_caption = [vocabs[level].caption_labels(p) for p in split_parses]
         counts = np.array([len(labels) for labels in per_caption])
         covered = np.array([any(label in index for label in labels) for labels in per_caption])
         result[level] = {

@@ -6,6 +6,13 @@ training captions mention the label), which is what the multi-hot targets see.
 
 :func:`imbalance_report` shows how skewed the attribute labels are (a few labels cover
 most occurrences, most labels are rare): the reason the attribute loss is a focal BCE.
+
+Relationship labels are whole triples (``dog|chase|cat``), and a triple is rare: most are seen
+a handful of times, and with ``top_k`` the vocabulary fills with frequent ``man|in|shirt``
+kinds while almost no subject-verb-object triple is kept. With ``relationship_halves`` each
+triple with a subject and an object also gives its two role halves, ``dog|chase|`` (who does
+it: the same label as an intransitive "a dog is chasing") and ``|chase|cat`` (to whom), which
+are far more frequent and still tell "a dog chases a cat" from "a cat chases a dog".
 """
 
 from __future__ import annotations
@@ -37,11 +44,31 @@ def ranked(counts: Counter[str], min_count: int, limit: int | None) -> list[tupl
     return kept if limit is None else kept[:limit]
 
 
+def role_halves(label: str) -> tuple[str, str] | None:
+    """``subject|predicate|object`` -> (``subject|predicate|``, ``|predicate|object``); None
+    for a triple without a subject or an object."""
+    subject, predicate, obj = label.split("|")
+    if not (subject and obj):
+        return None
+    return f"{subject}|{predicate}|", f"|{predicate}|{obj}"
+
+
+def caption_labels(parse: CaptionParse, level: str, relationship_halves: bool) -> list[str]:
+    """The labels a caption has at ``level``, without repeats; with ``relationship_halves``
+    each relationship triple is followed by its role halves (:func:`role_halves`)."""
+    labels = parse.labels(level)
+    if level == "relationship" and relationship_halves:
+        labels = [x for label in labels for x in (label, *(role_halves(label) or ()))]
+    return list(dict.fromkeys(labels))
+
+
 @dataclass
 class AttributeVocab:
     level: str  # "entity", "action" or "relationship"
     labels: list[str]
     counts: list[int]  # training captions that mention each label
+    # relationship level: the labels include the triples' role halves (module docstring)
+    relationship_halves: bool = False
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +76,8 @@ class AttributeVocab:
             raise ValueError(
                 f"unknown attribute level {self.level!r}; choose from {ATTRIBUTE_LEVELS}"
             )
+        if self.relationship_halves and self.level != "relationship":
+            raise ValueError(f"relationship_halves is for the relationship level, not {self.level!r}")
         if len(self.labels) != len(self.counts):
             raise ValueError(
                 f"{self.level} vocabulary has {len(self.labels)} labels but {len(self.counts)} counts"
@@ -73,43 +102,70 @@ class AttributeVocab:
         index = self.index
         return list(dict.fromkeys(index[label] for label in labels if label in index))
 
+    def caption_labels(self, parse: CaptionParse) -> list[str]:
+        """The caption's labels at this level, in this vocabulary's terms (halves or not)."""
+        return caption_labels(parse, self.level, self.relationship_halves)
+
+    def encode_caption(self, parse: CaptionParse) -> list[int]:
+        """Ids of the caption's labels at this level (:meth:`encode` of :meth:`caption_labels`)."""
+        return self.encode(self.caption_labels(parse))
+
     def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "labels": self.labels, "counts": self.counts}
+        data = {"level": self.level, "labels": self.labels, "counts": self.counts}
+        if self.relationship_halves:  # absent = False: vocab.json files from before read as such
+            data["relationship_halves"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttributeVocab:
-        return cls(level=data["level"], labels=list(data["labels"]), counts=list(data["counts"]))
+        return cls(
+            level=data["level"],
+            labels=list(data["labels"]),
+            counts=list(data["counts"]),
+            relationship_halves=bool(data.get("relationship_halves", False)),
+        )
 
 
-def count_labels(parses: Iterable[CaptionParse]) -> dict[str, Counter[str]]:
+def count_labels(
+    parses: Iterable[CaptionParse], relationship_halves: bool = False
+) -> dict[str, Counter[str]]:
     """Per attribute level, the number of captions that mention each label."""
     counts: dict[str, Counter[str]] = {level: Counter() for level in ATTRIBUTE_LEVELS}
     for parse in parses:
         for level in ATTRIBUTE_LEVELS:
-            counts[level].update(set(parse.labels(level)))
+            counts[level].update(caption_labels(parse, level, relationship_halves))
     return counts
 
 
 def vocabs_from_counts(
-    counts: Mapping[str, Counter[str]], min_count: int, top_k: Mapping[str, int]
+    counts: Mapping[str, Counter[str]],
+    min_count: int,
+    top_k: Mapping[str, int],
+    relationship_halves: bool = False,
 ) -> dict[str, AttributeVocab]:
     """Keep labels seen at least ``min_count`` times, at most ``top_k[level]`` per level (a
-    level missing from ``top_k`` keeps them all)."""
+    level missing from ``top_k`` keeps them all). ``relationship_halves`` says the counts
+    include the triples' role halves (:func:`count_labels` with the same flag)."""
     unknown = sorted(set(top_k) - set(ATTRIBUTE_LEVELS))
     if unknown:
         raise ValueError(f"top_k names unknown level(s) {unknown}; choose from {ATTRIBUTE_LEVELS}")
     vocabs = {}
     for level in ATTRIBUTE_LEVELS:
         kept = ranked(counts[level], min_count, top_k.get(level))
-        vocabs[level] = AttributeVocab(level, [x[0] for x in kept], [x[1] for x in kept])
+        halves = relationship_halves and level == "relationship"
+        vocabs[level] = AttributeVocab(level, [x[0] for x in kept], [x[1] for x in kept], halves)
     return vocabs
 
 
 def build_attribute_vocabs(
-    parses: Iterable[CaptionParse], min_count: int, top_k: Mapping[str, int]
+    parses: Iterable[CaptionParse],
+    min_count: int,
+    top_k: Mapping[str, int],
+    relationship_halves: bool = False,
 ) -> dict[str, AttributeVocab]:
     """One vocabulary per attribute level from (training) caption parses."""
-    return vocabs_from_counts(count_labels(parses), min_count, top_k)
+    counts = count_labels(parses, relationship_halves)
+    return vocabs_from_counts(counts, min_count, top_k, relationship_halves)
 
 
 @dataclass

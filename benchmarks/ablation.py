@@ -58,9 +58,12 @@ VARIANTS: dict[str, list[str]] = {
     "no_attribute_loss": ["loss.attribute_loss=none"],
     "no_kl": ["loss.kl=false"],
     "separate_projection": ["model.shared_attribute_projection=false"],
-    # relationship attribute labels with each triple's role halves ("dog|chase|", "|chase|cat");
-    # a vocab setting: the variant gets its own prepared directory (same parses)
-    "relationship_halves": ["vocab.relationship_halves=true"],
+    # relationship attribute labels without the triples' role halves ("dog|chase|",
+    # "|chase|cat"): whole triples only. Vocab settings: such a variant gets its own prepared
+    # directory (same parses)
+    "no_relationship_halves": ["vocab.relationship_halves=false"],
+    # room for four times as many relationship labels (rarer entities' halves)
+    "relationship_top2000": ["vocab.top_k={entity: 1000, action: 500, relationship: 2000}"],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],
@@ -280,9 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="combine result files of earlier (e.g. parallel) runs into one table")
+    parser.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                        help="with --merge: give OLD's runs the variant name NEW (after a default "
+                        "changed, the name that now means their config; repeatable, applied "
+                        "together)")
     args = parser.parse_args(argv)
+    if args.rename and not args.merge:
+        parser.error("--rename works with --merge")
+    if any("=" not in rename for rename in args.rename):
+        parser.error(f"--rename takes OLD=NEW, got {args.rename}")
     if args.merge:
-        return merge(args.merge, args.out or Path(__file__).parent / "results" / "ablation.json")
+        out = args.out or Path(__file__).parent / "results" / "ablation.json"
+        return merge(args.merge, out, args.rename)
     if args.short:
         args.preset, args.seeds = "tiny", [0]
         args.variants = ["full", "global_only", "no_kl", "sentence_transformer"]
@@ -315,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def merge(paths: list[Path], out: Path) -> int:
+def merge(paths: list[Path], out: Path, renames: Sequence[str] = ()) -> int:
     """One report from several result files of the same benchmark and epochs; a (variant, seed)
-    run may appear in only one of them."""
+    run may appear in only one of them. ``renames`` (``OLD=NEW``, applied together) give runs
+    the variant name that means their config now, after a default changed. Variants this
+    script no longer defines are kept, after the ones it does."""
+    renamed = dict(rename.split("=", 1) for rename in renames)
     reports = [json.loads(path.read_text()) for path in paths]
     settings = {(r["preset"], tuple(r.get("synth_settings", [])), r["epochs"]) for r in reports}
     if len(settings) != 1:
@@ -328,6 +343,7 @@ def merge(paths: list[Path], out: Path) -> int:
     seen: dict[tuple[str, int], Path] = {}
     for path, report in zip(paths, reports, strict=True):
         for variant, runs in report["runs"].items():
+            variant = renamed.get(variant, variant)
             for run_row in runs:
                 key = (variant, run_row["seed"])
                 if key in seen:
@@ -338,13 +354,16 @@ def merge(paths: list[Path], out: Path) -> int:
                     )
                 seen[key] = path
             rows.setdefault(variant, []).extend(runs)
-    rows = {v: rows[v] for v in VARIANTS if v in rows}
+    order = [v for v in VARIANTS if v in rows] + [v for v in rows if v not in VARIANTS]
+    rows = {v: rows[v] for v in order}
     summary = summarise(rows)
     table = markdown(summary)
     print(table)
     merged = {**reports[0], "command": [r["command"] for r in reports],
               "seconds": sum(r["seconds"] for r in reports), "summary": summary,
               "runs": rows, "table": table, "merged_from": [str(p) for p in paths]}
+    if renamed:
+        merged["renamed"] = renamed
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"wrote {out}")

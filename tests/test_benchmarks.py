@@ -102,16 +102,18 @@ def test_a_vocab_variant_is_prepared_again_from_the_parse_cache(ablation_short, 
                                                                one_thread):
     work, _ = ablation_short
     assert load("ablation").main([
-        "--preset", "tiny", "--seeds", "0", "--epochs", "1", "--variants", "relationship_halves",
+        "--preset", "tiny", "--seeds", "0", "--epochs", "1", "--variants", "no_relationship_halves",
         "--prepared", str(work / "prepared"), "--work", str(tmp_path / "work"),
         "--out", str(tmp_path / "halves.json")]) == 0
-    own = tmp_path / "work" / "prepared-relationship_halves"
+    own = tmp_path / "work" / "prepared-no_relationship_halves"
     stats = json.loads((own / "stats.json").read_text())
     assert stats["parsing"]["parsed_by_spacy"] == 0  # the base's cached parses served
     vocab = json.loads((own / "vocab.json").read_text())
-    assert vocab["vocab_config"]["relationship_halves"] is True
-    assert any(label.startswith("|") for label in vocab["attributes"]["relationship"]["labels"])
-    config = json.loads((tmp_path / "work" / "runs" / "relationship_halves-seed0" / "best"
+    assert vocab["vocab_config"]["relationship_halves"] is False
+    assert not any(label.startswith("|") for label in vocab["attributes"]["relationship"]["labels"])
+    base = json.loads((work / "prepared" / "vocab.json").read_text())  # the default has halves
+    assert any(label.startswith("|") for label in base["attributes"]["relationship"]["labels"])
+    config = json.loads((tmp_path / "work" / "runs" / "no_relationship_halves-seed0" / "best"
                          / "config.json").read_text())
     assert config["data"]["prepared"] == str(own)
 
@@ -200,6 +202,27 @@ def test_ablation_merge_combines_files_and_refuses_a_run_twice(tmp_path):
     harder = ablation_report(tmp_path / "c.json", {"full": [5]}, ["role_swap_fraction=0.6"])
     with pytest.raises(SystemExit, match="synth settings"):
         ablation.main(["--merge", str(first), str(harder), "--out", str(tmp_path / "x.json")])
+
+
+def test_ablation_merge_renames_runs_and_keeps_variants_it_no_longer_defines(tmp_path):
+    ablation = load("ablation")
+    before = ablation_report(tmp_path / "a.json", {"full": [0], "relationship_halves": [0]}, [])
+    report = json.loads(before.read_text())
+    report["runs"]["relationship_halves"][0]["rsum"] = 555.0  # tell the two runs apart
+    before.write_text(json.dumps(report))
+    gone = ablation_report(tmp_path / "b.json", {"retired_variant": [1]}, [])
+    out = tmp_path / "merged.json"
+    assert ablation.main(["--merge", str(before), str(gone), "--out", str(out),
+                          "--rename", "full=no_relationship_halves",
+                          "--rename", "relationship_halves=full"]) == 0
+    merged = json.loads(out.read_text())
+    figures = {v: [r["rsum"] for r in runs] for v, runs in merged["runs"].items()}
+    assert figures == {"full": [555.0], "no_relationship_halves": [500.0],
+                       "retired_variant": [510.0]}
+    assert list(merged["runs"]) == ["full", "no_relationship_halves", "retired_variant"]
+    assert merged["renamed"] == {"full": "no_relationship_halves", "relationship_halves": "full"}
+    with pytest.raises(SystemExit):
+        ablation.main(["--rename", "full=x"])  # only with --merge
 
 
 def test_twin_blind_rsum_by_hand():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,7 +81,9 @@ def test_targets_encode_each_caption(prepared_dir):
     prepared = load_prepared(prepared_dir)
     targets = prepared.targets("v2#1")  # "a cat is chased by a dog"
     relationship = prepared.vocabs["relationship"]
-    assert [relationship.labels[i] for i in targets["relationship"]] == ["dog|chase|cat"]
+    assert [relationship.labels[i] for i in targets["relationship"]] == [
+        "dog|chase|cat", "dog|chase|", "|chase|cat"  # the triple and its role halves
+    ]
     assert targets["entity"] and targets["action"]
     assert prepared.targets("v3#1")["entity"] == []  # "giraffe"/"leaf" never seen in training
     with pytest.raises(KeyError, match="prepare"):
@@ -89,6 +92,7 @@ def test_targets_encode_each_caption(prepared_dir):
 
 def test_relationship_halves_reach_the_targets_and_the_vocab_file(tmp_path):
     config = VocabConfig(min_count=1, top_k={}, relationship_halves=True)
+    whole_config = dataclasses.replace(config, relationship_halves=False)
     returned = prepare(dataset(), tmp_path, config, progress=False)
     loaded = load_prepared(tmp_path, dataset())
     assert loaded.vocabs == returned.vocabs
@@ -103,8 +107,13 @@ def test_relationship_halves_reach_the_targets_and_the_vocab_file(tmp_path):
     written = json.loads((tmp_path / VOCAB_FILE).read_text())
     assert written["vocab_config"]["relationship_halves"] is True
     assert written["attributes"]["relationship"]["relationship_halves"] is True
+    whole = prepare(dataset(), tmp_path / "whole", whole_config, progress=False)
+    assert [whole.vocabs["relationship"].labels[i] for i in whole.targets("v2#1")["relationship"]] == [
+        "dog|chase|cat"
+    ]
+    assert "|chase|cat" not in whole.vocabs["relationship"]
     # a trained model's vocabularies carry their own setting, whatever the config says
-    again = prepare(dataset(), tmp_path / "again", CONFIG, progress=False,
+    again = prepare(dataset(), tmp_path / "again", whole_config, progress=False,
                     vocabularies={"attributes": {lv: v.to_json() for lv, v in loaded.vocabs.items()},
                                   "words": loaded.words.to_json()})
     assert again.targets("v2#1") == targets

@@ -38,8 +38,9 @@ class VocabConfig:
     )
     word_min_count: int = 1  # word vocabulary for the text encoder
     # relationship labels: each subject-predicate-object triple also gives its role halves
-    # "dog|chase|" and "|chase|cat", frequent enough to be kept and learned (vocab.py)
-    relationship_halves: bool = False
+    # "dog|chase|" and "|chase|cat", frequent enough to be kept and learned (vocab.py);
+    # off: whole triples only (the default before 2026-11-26)
+    relationship_halves: bool = True
 
 
 @dataclass

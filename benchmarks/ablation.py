@@ -62,8 +62,13 @@ VARIANTS: dict[str, list[str]] = {
     # "|chase|cat"): whole triples only. Vocab settings: such a variant gets its own prepared
     # directory (same parses)
     "no_relationship_halves": ["vocab.relationship_halves=false"],
-    # room for four times as many relationship labels (rarer entities' halves)
-    "relationship_top2000": ["vocab.top_k={entity: 1000, action: 500, relationship: 2000}"],
+    # a quarter of the default room for relationship labels (the default before 2026-11-26)
+    "relationship_top500": ["vocab.top_k={entity: 1000, action: 500, relationship: 500}"],
+    # the relationship labels before 2026-11-26: whole triples, top 500
+    "whole_triples_top500": [
+        "vocab.relationship_halves=false",
+        "vocab.top_k={entity: 1000, action: 500, relationship: 500}",
+    ],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],

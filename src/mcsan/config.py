@@ -33,8 +33,10 @@ class DataConfig:
 @dataclass
 class VocabConfig:
     min_count: int = 2  # drop attributes seen fewer times than this in training captions
+    # relationship: 2,000 since 2026-11-26 (500 before), room for the role halves of rarer
+    # entities (README, "Results")
     top_k: dict[str, int] = field(
-        default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 500}
+        default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 2000}
     )
     word_min_count: int = 1  # word vocabulary for the text encoder
     # relationship labels: each subject-predicate-object triple also gives its role halves

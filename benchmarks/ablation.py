@@ -12,6 +12,11 @@ which is used for this analysis only, never for training.
     .venv/bin/python benchmarks/ablation.py                 # full: preset "default", 3 seeds
     .venv/bin/python benchmarks/ablation.py --short         # CI-sized smoke run
     .venv/bin/python benchmarks/ablation.py --preset small --variants full global_only
+    .venv/bin/python benchmarks/ablation.py --merge a.json b.json --compare full:global_only
+
+``--compare A:B`` adds the paired difference A − B of test and validation rsum over the seeds
+both ran (same data, same seed, one switch apart), its standard deviation and a 95 %
+confidence interval of the mean difference (Student's t over the seeds).
 
 On a machine without spaCy (a GPU image, say), pass ``--prepared DIR``: a directory prepared
 for the same synthetic data elsewhere (``runs/ablation/prepared`` of an earlier run), and
@@ -37,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from scipy.stats import t as student_t
 
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
@@ -263,6 +269,73 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def compare(rows: dict[str, list[dict]], a: str, b: str) -> dict:
+    """Paired difference ``a - b`` of test and validation rsum over the seeds both variants ran:
+    per seed, mean, std and a two-sided 95 % Student-t interval of the mean (None with fewer
+    than two seeds)."""
+    missing = [v for v in (a, b) if v not in rows]
+    if missing:
+        raise SystemExit(
+            f"--compare {a}:{b}: no runs of {', '.join(missing)} here (variants with runs: "
+            f"{', '.join(rows)}); run them or merge the file that holds them"
+        )
+    by_seed = {v: {r["seed"]: r for r in rows[v]} for v in (a, b)}
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+    if not seeds:
+        raise SystemExit(
+            f"--compare {a}:{b}: no seed in common ({a}: {sorted(by_seed[a])}, "
+            f"{b}: {sorted(by_seed[b])}); a paired difference needs the same seed of both"
+        )
+    result: dict = {"a": a, "b": b, "seeds": seeds}
+    for key in ("rsum", "val_rsum"):
+        diffs = [by_seed[a][s][key] - by_seed[b][s][key] for s in seeds]
+        mean = statistics.fmean(diffs)
+        if len(diffs) > 1:
+            std = statistics.stdev(diffs)
+            half = student_t.ppf(0.975, len(diffs) - 1) * std / len(diffs) ** 0.5
+            interval = [mean - half, mean + half]
+        else:
+            std, interval = None, None
+        result[key] = {"by_seed": diffs, "mean": mean, "std": std, "ci95": interval}
+    return result
+
+
+def comparison_markdown(comparisons: list[dict]) -> str:
+    lines = ["| comparison | seeds | test rsum A − B | 95 % CI | by seed | val rsum A − B | 95 % CI |",
+             "|---|---|---|---|---|---|---|"]
+
+    def interval(figures: dict) -> str:
+        ci = figures["ci95"]
+        return "—" if ci is None else f"{ci[0]:+.1f} … {ci[1]:+.1f}"
+
+    for c in comparisons:
+        test, val = c["rsum"], c["val_rsum"]
+        by_seed = ", ".join(f"{d:+.1f}" for d in test["by_seed"])
+        seeds = ",".join(str(s) for s in c["seeds"])
+        lines.append(f"| {c['a']} − {c['b']} | {seeds} | {test['mean']:+.1f} | {interval(test)} "
+                     f"| {by_seed} | {val['mean']:+.1f} | {interval(val)} |")
+    return "\n".join(lines)
+
+
+def parse_compare(pairs: Sequence[str], parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    parsed = []
+    for pair in pairs:
+        a, sep, b = pair.partition(":")
+        if not sep or not a or not b:
+            parser.error(f"--compare takes A:B (two variant names), got {pair!r}")
+        parsed.append((a, b))
+    return parsed
+
+
+def add_comparisons(report: dict, pairs: list[tuple[str, str]]) -> None:
+    """Put the paired comparisons in ``report`` and print their table."""
+    if not pairs:
+        return
+    report["comparisons"] = [compare(report["runs"], a, b) for a, b in pairs]
+    report["comparison_table"] = comparison_markdown(report["comparisons"])
+    print(report["comparison_table"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="tiny preset, 1 seed, 4 variants")
@@ -294,17 +367,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --merge: give OLD's runs the variant name NEW (after a default "
                         "changed, the name that now means their config; repeatable, applied "
                         "together)")
+    parser.add_argument("--compare", action="append", default=[], metavar="A:B",
+                        help="paired difference A - B of test and validation rsum over the "
+                        "seeds both ran, with a 95 %% confidence interval (repeatable)")
     args = parser.parse_args(argv)
+    pairs = parse_compare(args.compare, parser)
     if args.rename and not args.merge:
         parser.error("--rename works with --merge")
     if any("=" not in rename for rename in args.rename):
         parser.error(f"--rename takes OLD=NEW, got {args.rename}")
     if args.merge:
         out = args.out or Path(__file__).parent / "results" / "ablation.json"
-        return merge(args.merge, out, args.rename)
+        return merge(args.merge, out, args.rename, pairs)
     if args.short:
         args.preset, args.seeds = "tiny", [0]
         args.variants = ["full", "global_only", "no_kl", "sentence_transformer"]
+    not_run = sorted({v for pair in pairs for v in pair} - set(args.variants))
+    if not_run:  # say so now, not after hours of training
+        parser.error(f"--compare names {', '.join(not_run)}, which --variants does not run")
     epochs = args.epochs or EPOCHS.get(args.preset, 10)
     out = args.out or Path(__file__).parent / "results" / (
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")
@@ -328,13 +408,19 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
         "table": table,
     }
+    add_comparisons(report, pairs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
 
-def merge(paths: list[Path], out: Path, renames: Sequence[str] = ()) -> int:
+def merge(
+    paths: list[Path],
+    out: Path,
+    renames: Sequence[str] = (),
+    pairs: Sequence[tuple[str, str]] = (),
+) -> int:
     """One report from several result files of the same benchmark and epochs; a (variant, seed)
     run may appear in only one of them. ``renames`` (``OLD=NEW``, applied together) give runs
     the variant name that means their config now, after a default changed. Variants this
@@ -371,6 +457,9 @@ def merge(paths: list[Path], out: Path, renames: Sequence[str] = ()) -> int:
               "runs": rows, "table": table, "merged_from": [str(p) for p in paths]}
     if renamed:
         merged["renamed"] = renamed
+    merged.pop("comparisons", None)  # those of a merged file are recomputed or dropped
+    merged.pop("comparison_table", None)
+    add_comparisons(merged, list(pairs))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"wrote {out}")

@@ -297,3 +297,34 @@ def test_same_steps_variant_halves_the_presets_epochs():
     assert ablation.variant_overrides("neighbour_batches_same_steps", epochs=1)[-1] == (
         "train.epochs=1")
     assert ablation.variant_overrides("full", epochs=10) == []
+
+
+def test_ablation_compare_pairs_runs_by_seed(tmp_path):
+    ablation = load("ablation")
+    report = json.loads(ablation_report(
+        tmp_path / "a.json", {"full": [0, 1, 2], "global_only": [0, 1, 3]}, []).read_text())
+    for seed, test, val in ((0, 530.0, 540.0), (1, 527.0, 541.0), (3, 400.0, 400.0)):
+        row = next(r for r in report["runs"]["global_only"] if r["seed"] == seed)
+        row["rsum"], row["val_rsum"] = test, val
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(report))
+    out = tmp_path / "merged.json"
+    assert ablation.main(["--merge", str(path), "--out", str(out),
+                          "--compare", "full:global_only"]) == 0
+    (comparison,) = json.loads(out.read_text())["comparisons"]
+    # full: test 500, 510 (and 520 for seed 2, unpaired); validation 510, 511
+    assert comparison["seeds"] == [0, 1]
+    assert comparison["rsum"]["by_seed"] == [-30.0, -17.0]
+    assert comparison["rsum"]["mean"] == pytest.approx(-23.5)
+    # two seeds: std of the differences 9.19, t(0.975, 1 df) = 12.706
+    half = 12.7062 * (13 / 2**0.5) / 2**0.5
+    assert comparison["rsum"]["ci95"] == pytest.approx([-23.5 - half, -23.5 + half], rel=1e-4)
+    assert comparison["val_rsum"]["by_seed"] == [-30.0, -30.0]
+    assert comparison["val_rsum"]["ci95"] == pytest.approx([-30.0, -30.0])
+
+    with pytest.raises(SystemExit, match="no runs of no_kl"):
+        ablation.main(["--merge", str(path), "--out", str(out), "--compare", "full:no_kl"])
+    with pytest.raises(SystemExit):
+        ablation.main(["--merge", str(path), "--out", str(out), "--compare", "full-global_only"])
+    with pytest.raises(SystemExit):  # checked before any training starts
+        ablation.main(["--variants", "full", "--compare", "full:global_only"])

@@ -42,7 +42,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from scipy.stats import t as student_t
 
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
@@ -273,6 +272,12 @@ def compare(rows: dict[str, list[dict]], a: str, b: str) -> dict:
     """Paired difference ``a - b`` of test and validation rsum over the seeds both variants ran:
     per seed, mean, std and a two-sided 95 % Student-t interval of the mean (None with fewer
     than two seeds)."""
+    try:
+        from scipy.stats import t as student_t
+    except ImportError as error:
+        raise SystemExit(
+            "--compare needs SciPy for Student's t: pip install scipy (it is in the dev extra)"
+        ) from error
     missing = [v for v in (a, b) if v not in rows]
     if missing:
         raise SystemExit(

@@ -68,13 +68,13 @@ VARIANTS: dict[str, list[str]] = {
     # directory (same parses)
     "no_relationship_halves": ["vocab.relationship_halves=false"],
     # a quarter of the default room for relationship labels (the default before 2026-11-26)
-    "relationship_top500": ["vocab.top_k={entity: 1000, action: 500, relationship: 500}"],
+    "relationship_top500": ["vocab.top_k.relationship=500"],
     # every relationship label seen at least vocab.min_count times (no top_k for the level)
     "relationship_all_labels": ["vocab.top_k={entity: 1000, action: 500}"],
     # the relationship labels before 2026-11-26: whole triples, top 500
     "whole_triples_top500": [
         "vocab.relationship_halves=false",
-        "vocab.top_k={entity: 1000, action: 500, relationship: 500}",
+        "vocab.top_k.relationship=500",
     ],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)

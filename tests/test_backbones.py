@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,16 @@ def torchvision_resnet_keys(blocks: tuple[int, ...]) -> list[str]:
 def resnet50() -> FrameBackbone:
     torch.manual_seed(0)
     return build_backbone("resnet50", None, random_init=True)
+
+
+@pytest.fixture(scope="module")
+def resnet50_pth(resnet50, tmp_path_factory) -> Iterator[Path]:
+    """The module's ResNet-50 as a torchvision-style .pth file, written once (100 MB), removed
+    after the module."""
+    path = tmp_path_factory.mktemp("resnet50") / "resnet50-0676ba61.pth"
+    torch.save({key: value.contiguous() for key, value in resnet50.state_dict().items()}, path)
+    yield path
+    path.unlink()
 
 
 @pytest.mark.parametrize(
@@ -143,15 +154,14 @@ def test_resnet50_matches_transformers_resnet(tmp_path):
     assert not torch.allclose(v1_features, got, rtol=1e-2, atol=1e-2)
 
 
-def test_resnet_weights_round_trip_through_pth_and_safetensors(resnet50, tmp_path):
+def test_resnet_weights_round_trip_through_pth_and_safetensors(resnet50, resnet50_pth, tmp_path):
     state = {key: value.contiguous() for key, value in resnet50.state_dict().items()}
     save_file(state, tmp_path / "resnet50.safetensors")
-    torch.save(state, tmp_path / "resnet50-0676ba61.pth")
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = resnet50(images)  # (2, 2048)
-        for filename in ("resnet50.safetensors", "resnet50-0676ba61.pth"):
-            loaded = build_backbone("resnet50", str(tmp_path / filename))
+        for path in (tmp_path / "resnet50.safetensors", resnet50_pth):
+            loaded = build_backbone("resnet50", str(path))
             assert not loaded.training
             for key, value in loaded.state_dict().items():
                 assert torch.equal(value, state[key]), key
@@ -386,11 +396,9 @@ def test_clip_file_given_to_a_resnet_is_refused(hf_clip, tmp_path):
     assert "missing keys: bn1.bias" in str(error.value)
 
 
-def test_resnet_file_given_to_clip_is_refused(resnet50, tmp_path):
-    path = tmp_path / "resnet.pth"
-    torch.save(resnet50.state_dict(), path)
+def test_resnet_file_given_to_clip_is_refused(resnet50_pth):
     with pytest.raises(ValueError, match="holds no CLIP ViT image tower") as error:
-        build_backbone("clip-vit", path)
+        build_backbone("clip-vit", resnet50_pth)
     assert "missing visual.conv1.weight" in str(error.value) and "bn1.bias" in str(error.value)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mcsan.checkpoint import load_checkpoint
 from mcsan.config import Config, apply_overrides
 from mcsan.model.mcsan import MCSAN
 from mcsan.train import NonFiniteLossError, lr_factor, parameter_groups, train
@@ -40,6 +41,11 @@ def test_train_writes_checkpoints_logs_and_plot(tiny_prepared, tmp_path, one_thr
         assert {"config.json", "model.safetensors", "vocab.json"} <= {
             p.name for p in directory.iterdir()
         }
+    # last/ resumes, so it keeps the optimizer's state; best/ only serves evaluation
+    assert (result.last_dir / "optimizer.safetensors").is_file()
+    assert not (result.best_dir / "optimizer.safetensors").exists()
+    assert load_checkpoint(result.best_dir).optimizer_state is None
+    assert load_checkpoint(result.best_dir).metrics["fused"]["rsum"] == result.best_rsum
     saved = Config.load(result.run_dir / "config.json")
     assert saved.model.video_dim == 32  # resolved from the data and written with the run
     info = json.loads((result.run_dir / "run_info.json").read_text())

@@ -231,7 +231,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             writer.add_scalar("val/rsum", record["val_rsum"], step)
             if record["val_rsum"] > best_rsum:
                 best_rsum = record["val_rsum"]
-                _save(best_dir, config, model, vocabularies, optimizer, scheduler, scaler, epoch,
+                _save(best_dir, config, model, vocabularies, None, None, scaler, epoch,
                       step, best_rsum, history + [record], results)
         history.append(record)
         _append_csv(csv_path, record)
@@ -265,13 +265,16 @@ def _check_finite(values: dict[str, float], step: int, epoch: int) -> None:
 
 def _save(directory, config, model, vocabularies, optimizer, scheduler, scaler, epoch, step,
           best_rsum, history, metrics) -> None:
+    """Write a checkpoint; ``optimizer`` and ``scheduler`` None for ``best/``, which serves
+    evaluation and search and is never resumed (``last/`` is): without the optimizer's moments it
+    is a third of the size (twice the parameters' bytes less)."""
     save_checkpoint(
         directory,
         config=config,
         model_state=model.state_dict(),
         vocab=vocabularies,
-        optimizer_state=optimizer.state_dict(),
-        scheduler_state=scheduler.state_dict(),
+        optimizer_state=None if optimizer is None else optimizer.state_dict(),
+        scheduler_state=None if scheduler is None else scheduler.state_dict(),
         trainer_state={
             "epoch": epoch,
             "step": step,

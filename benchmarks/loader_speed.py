@@ -6,15 +6,17 @@ On a synthetic benchmark (preset "default" unless told) this builds the data loa
 file, look up its parse, collate padded tensors, masks and multi-hot targets) and times it
 for each ``--workers`` value (``train.num_workers``): the median over ``--repeats`` passes of
 ``--batches`` batches, each pass after one warm-up batch (which starts the worker processes).
-Beside it, the full model's training step (forward, loss, backward, AdamW) on the same batches
-on this CPU, with the demo's settings. A loader slower than the step it feeds leaves the
-model waiting when ``train.num_workers=0``; for a GPU, compare with the step times in
-``results/train_speed-cuda*.json``.
+Beside it, the full model's training step (``mcsan.train.training_step``: forward, loss,
+backward, clipping, AdamW) on ``--device`` with the demo's settings, on batches moved there
+beforehand; and with ``--fed-steps N``, the training loop as ``mcsan train`` runs it (loader ->
+device -> step) for each ``--workers`` value. A loader slower than the step it feeds leaves the
+model waiting when ``train.num_workers=0``; the fed steps measure whether workers win it back.
 
     .venv/bin/python benchmarks/loader_speed.py                        # preset "default"
     .venv/bin/python benchmarks/loader_speed.py --preset small --synth-set feature_dim=2048 \\
         --tag 2048d                                                    # MSR-VTT feature size
     .venv/bin/python benchmarks/loader_speed.py --prepared DIR         # reuse a prepared dir
+    python benchmarks/loader_speed.py --device cuda --fed-steps 30 --workers 0 2 4 8 --threads 4
 
 Writes benchmarks/results/loader_speed[-TAG].json.
 """
@@ -39,7 +41,7 @@ from mcsan.data.prepare import load_prepared, prepare
 from mcsan.data.synth import synth_config, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import build_model
-from mcsan.train import parameter_groups, training_loader
+from mcsan.train import parameter_groups, training_loader, training_step
 
 
 def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repeats: int) -> dict:
@@ -67,25 +69,64 @@ def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repe
     }
 
 
-def time_model_step(pairs, config: Config, sizes: dict[str, int], prepared, steps: int) -> dict:
-    """Median seconds of one training step of the full model on this CPU."""
+def training_setup(config: Config, prepared, feature_dim: int, device: torch.device):
+    """The model (seed 0), optimizer, schedule and gradient scaler ``mcsan train`` builds."""
     torch.manual_seed(0)
-    model = build_model(config, prepared, pairs.videos.split.feature_dim)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr)
-    batches = iter(training_loader(pairs, config, sizes, torch.Generator().manual_seed(0)))
+    model = build_model(config, prepared, feature_dim).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr,
+                                  weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp and device.type == "cuda")
+    return model, optimizer, scheduler, scaler
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_model_step(pairs, config: Config, sizes: dict[str, int], prepared, steps: int,
+                    device: torch.device) -> dict:
+    """Median seconds of ``mcsan.train.training_step`` (the full model) on ``device``, on
+    batches moved there beforehand: the step alone, no loader."""
+    model, optimizer, scheduler, scaler = training_setup(
+        config, prepared, pairs.videos.split.feature_dim, device)
+    loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(0))
+    batches = [batch.to(device) for batch, _ in zip(loader, range(steps + 1), strict=False)]
     seconds = []
-    for step in range(steps + 1):  # the first step warms up
-        batch = next(batches)
+    for index, batch in enumerate(batches):  # the first step warms up
+        synchronize(device)
         started = time.perf_counter()
-        loss, _ = model.compute_loss(batch, hardest_negatives=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step:
+        training_step(model, batch, optimizer, scheduler, scaler, config, hardest_negatives=True)
+        synchronize(device)
+        if index:
             seconds.append(time.perf_counter() - started)
     median = statistics.median(seconds)
     return {"ms_per_step": round(median * 1000, 1),
             "samples_per_s": round(config.train.batch_size / median, 1)}
+
+
+def time_fed_steps(pairs, config: Config, sizes: dict[str, int], prepared, steps: int,
+                   device: torch.device) -> dict:
+    """Seconds per step of the training loop as ``mcsan train`` runs it with
+    ``config.train.num_workers``: next batch from the loader, copy to ``device``,
+    ``training_step``; timed over ``steps`` steps after 3 warm-up steps (workers started)."""
+    model, optimizer, scheduler, scaler = training_setup(
+        config, prepared, pairs.videos.split.feature_dim, device)
+    iterator = iter(training_loader(pairs, config, sizes, torch.Generator().manual_seed(0)))
+    for _ in range(3):
+        training_step(model, next(iterator).to(device), optimizer, scheduler, scaler, config,
+                      hardest_negatives=True)
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        training_step(model, next(iterator).to(device), optimizer, scheduler, scaler, config,
+                      hardest_negatives=True)
+    synchronize(device)
+    seconds = (time.perf_counter() - started) / steps
+    del iterator
+    return {"workers": config.train.num_workers, "ms_per_step": round(seconds * 1000, 1),
+            "samples_per_s": round(config.train.batch_size / seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,11 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="default: the demo's train.batch_size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model-steps", type=int, default=5)
+    parser.add_argument("--fed-steps", type=int, default=0,
+                        help="also time this many steps of the training loop fed by the loader, "
+                        "per --workers value (0: skip)")
+    parser.add_argument("--device", default="cpu", help="where the model steps run")
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     parser.add_argument("--tag", default="", help="suffix of the result file name")
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/loader_speed[-TAG].json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     data_root = args.work / "data"
     write_synth(data_root, synth_config(args.preset, args.synth_set, seed=0), overwrite=True,
@@ -113,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     config = apply_overrides(Config(), DEMO_OVERRIDES)
     if args.batch_size:
         config.train.batch_size = args.batch_size
+    config.train.amp = args.amp
     if args.prepared is None:
         prepared = prepare(dataset, args.work / "prepared", config.vocab, progress=False)
     else:
@@ -121,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     pairs = CaptionPairs(dataset["train"], prepared, config.data.max_frames,
                          config.data.max_words)
     available = len(pairs) // config.train.batch_size
-    if available < max(args.batches, args.model_steps) + 1:
+    if available < max(args.batches + 1, args.model_steps + 1, args.fed_steps + 3):
         raise SystemExit(
             f"the {args.preset!r} training split makes {available} batches of "
-            f"{config.train.batch_size}; --batches and --model-steps need one more each. "
-            "Lower them, --batch-size, or choose a larger --preset"
+            f"{config.train.batch_size}; --batches and --model-steps need one more each, "
+            "--fed-steps three more. Lower them, --batch-size, or choose a larger --preset"
         )
 
     loaders = []
@@ -137,9 +185,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{timing['samples_per_s']:.0f} samples/s, training process "
               f"{timing['training_process_cpu_ms_per_batch']:.1f} ms CPU/batch", flush=True)
     config.train.num_workers = 0
-    step = time_model_step(pairs, config, sizes, prepared, args.model_steps)
-    print(f"full model training step on this CPU ({args.threads} thread(s)): "
-          f"{step['ms_per_step']:.0f} ms, {step['samples_per_s']:.0f} samples/s")
+    step = time_model_step(pairs, config, sizes, prepared, args.model_steps, device)
+    print(f"full model training step on {device} ({args.threads} thread(s), amp={args.amp}): "
+          f"{step['ms_per_step']:.1f} ms, {step['samples_per_s']:.0f} samples/s", flush=True)
+    fed = []
+    for workers in args.workers if args.fed_steps else []:
+        config.train.num_workers = workers
+        fed.append(time_fed_steps(pairs, config, sizes, prepared, args.fed_steps, device))
+        print(f"training loop fed by the loader, {workers} worker(s): "
+              f"{fed[-1]['ms_per_step']:.1f} ms/step, {fed[-1]['samples_per_s']:.0f} samples/s",
+              flush=True)
 
     report = {
         "benchmark": "loader_speed",
@@ -150,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "feature_dim": dataset["train"].feature_dim,
         "train_captions": len(pairs),
         "loader": loaders,
-        "model_step_cpu": step,
+        "device": str(device),
+        "amp": args.amp,
+        "model_step": step,
+        "fed_steps": fed,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch_threads": args.threads, "torch": torch.__version__},
+                    "torch_threads": args.threads, "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
     }
     name = f"loader_speed-{args.tag}.json" if args.tag else "loader_speed.json"
     out = args.out or Path(__file__).parent / "results" / name

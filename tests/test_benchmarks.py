@@ -283,15 +283,20 @@ def test_loader_speed_times_the_training_loader_and_the_step(tiny_prepared, tmp_
     common = ["--preset", "tiny", "--prepared", str(prepared), "--work", str(tmp_path / "w"),
               "--batch-size", "16", "--out", str(out)]
     assert loader_speed.main([*common, "--workers", "0", "1", "--batches", "3", "--repeats", "2",
-                              "--model-steps", "2"]) == 0
+                              "--model-steps", "2", "--fed-steps", "2"]) == 0
     report = json.loads(out.read_text())
     assert [entry["workers"] for entry in report["loader"]] == [0, 1]
     for entry in report["loader"]:
         assert len(entry["ms_per_batch_each_pass"]) == 2 and entry["samples_per_s"] > 0
         assert entry["training_process_cpu_ms_per_batch"] > 0
-    assert report["model_step_cpu"]["ms_per_step"] > 0 and report["train_captions"] == 240
+    assert report["model_step"]["ms_per_step"] > 0 and report["train_captions"] == 240
+    assert report["device"] == "cpu" and report["amp"] is False
+    assert [entry["workers"] for entry in report["fed_steps"]] == [0, 1]
+    assert all(entry["ms_per_step"] > 0 for entry in report["fed_steps"])
     with pytest.raises(SystemExit, match="makes 15 batches of 16"):
         loader_speed.main([*common, "--batches", "15"])
+    with pytest.raises(SystemExit, match="--fed-steps three more"):
+        loader_speed.main([*common, "--fed-steps", "13"])
 
 
 def test_same_steps_variant_halves_the_presets_epochs():

@@ -34,7 +34,7 @@ from mcsan.checkpoint import (
     save_checkpoint,
 )
 from mcsan.config import Config
-from mcsan.data.batches import CaptionPairs, NeighbourBatches, collate_pairs
+from mcsan.data.batches import Batch, CaptionPairs, NeighbourBatches, collate_pairs
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
@@ -191,23 +191,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
         hardest = config.loss.max_violation and epoch >= config.loss.sum_violation_epochs
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress)
         for batch in bar:
-            batch = batch.to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss, terms = model.compute_loss(batch, hardest_negatives=hardest)
-            values = _loss_values(loss, terms)
-            _check_finite(values, step, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = float(  # before clipping; inf where AMP overflowed (the step is skipped)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            )
-            scaler.step(optimizer)
-            scaler.update()
-            with warnings.catch_warnings():  # AMP skipped an overflowing step: torch warns that
-                # the schedule ran ahead of the optimizer; it follows the step count on purpose
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-                scheduler.step()
+            values, grad_norm = training_step(model, batch.to(device), optimizer, scheduler,
+                                              scaler, config, hardest, where=(step, epoch))
             step += 1
             values["clipped"] = float(grad_norm > config.train.grad_clip)
             for key, value in values.items():
@@ -243,6 +228,38 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     writer.close()
     plot_curves(history, run_dir / "curves.png")
     return TrainResult(run_dir, best_dir, last_dir, best_rsum, history)
+
+
+def training_step(
+    model: MCSAN,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    config: Config,
+    hardest_negatives: bool,
+    where: tuple[int, int] = (0, 0),
+) -> tuple[dict[str, float], float]:
+    """One optimisation step on a batch already on the model's device: forward and loss (under
+    float16 autocast where the scaler is enabled), backward, gradient clipping, AdamW, the LR
+    schedule. Returns the loss terms as floats and the gradient norm before clipping (inf where
+    AMP overflowed and skipped the step). ``where`` (step, epoch) names the step in the error
+    raised on a non-finite loss."""
+    with torch.autocast(batch.video.device.type, enabled=scaler.is_enabled()):
+        loss, terms = model.compute_loss(batch, hardest_negatives=hardest_negatives)
+    values = _loss_values(loss, terms)
+    _check_finite(values, *where)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip))
+    scaler.step(optimizer)
+    scaler.update()
+    with warnings.catch_warnings():  # AMP skipped an overflowing step: torch warns that the
+        # schedule ran ahead of the optimizer; it follows the step count on purpose
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+        scheduler.step()
+    return values, grad_norm
 
 
 def _loss_values(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -44,13 +44,15 @@ from mcsan.evaluate import build_model
 from mcsan.train import parameter_groups, training_loader, training_step
 
 
-def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repeats: int) -> dict:
+def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repeats: int,
+                device: torch.device) -> dict:
     """Median wall and training-process CPU seconds per batch of the training loader over
     ``repeats`` passes. Each batch's frames are read once, as the model (or a copy to the GPU)
     would: with workers, that is where the training process pays for the shared memory."""
     per_batch, cpu_per_batch = [], []
     for repeat in range(repeats):
-        loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(repeat))
+        loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(repeat),
+                                 device)
         iterator = iter(loader)
         next(iterator)  # warm-up: starts the workers, fills their prefetch queues
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -91,7 +93,7 @@ def time_model_step(pairs, config: Config, sizes: dict[str, int], prepared, step
     batches moved there beforehand: the step alone, no loader."""
     model, optimizer, scheduler, scaler = training_setup(
         config, prepared, pairs.videos.split.feature_dim, device)
-    loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(0))
+    loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(0), device)
     batches = [batch.to(device) for batch, _ in zip(loader, range(steps + 1), strict=False)]
     seconds = []
     for index, batch in enumerate(batches):  # the first step warms up
@@ -113,7 +115,8 @@ def time_fed_steps(pairs, config: Config, sizes: dict[str, int], prepared, steps
     ``training_step``; timed over ``steps`` steps after 3 warm-up steps (workers started)."""
     model, optimizer, scheduler, scaler = training_setup(
         config, prepared, pairs.videos.split.feature_dim, device)
-    iterator = iter(training_loader(pairs, config, sizes, torch.Generator().manual_seed(0)))
+    iterator = iter(training_loader(pairs, config, sizes, torch.Generator().manual_seed(0),
+                                    device))
     for _ in range(3):
         training_step(model, next(iterator).to(device), optimizer, scheduler, scaler, config,
                       hardest_negatives=True)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     loaders = []
     for workers in args.workers:
         config.train.num_workers = workers
-        loaders.append(time_loader(pairs, config, sizes, args.batches, args.repeats))
+        loaders.append(time_loader(pairs, config, sizes, args.batches, args.repeats, device))
         timing = loaders[-1]
         print(f"loader, {workers} worker(s): {timing['ms_per_batch']:.1f} ms/batch, "
               f"{timing['samples_per_s']:.0f} samples/s, training process "

@@ -243,3 +243,33 @@ def test_batches_carry_the_role_swapped_captions(train_pairs):
         assert sorted(words.tolist()) == sorted(batch.words[row].tolist())  # same words
         assert not torch.equal(words, batch.words[row])  # in another order
         assert sorted(tokens) == sorted(batch.tokens[row]) and tokens != batch.tokens[row]
+
+
+def test_pinning_and_moving_a_batch_reach_every_tensor(train_pairs, monkeypatch):
+    split, prepared = train_pairs
+    pairs = CaptionPairs(split, prepared, max_frames=5, max_words=32)
+    sizes = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
+    batch = collate_pairs([pairs[i] for i in range(16)], sizes, role_swaps=True)
+    seen: list[torch.Tensor] = []
+
+    def fake_pin(tensor: torch.Tensor) -> torch.Tensor:  # no accelerator here to pin for
+        seen.append(tensor)
+        return tensor.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    pinned = batch.pin_memory()
+    tensors = [batch.video, batch.video_mask, batch.words, batch.word_mask, batch.role_masks,
+               *batch.level_masks.values(), *batch.video_targets.values(),
+               *batch.text_targets.values(), batch.role_swaps.rows, batch.role_swaps.words]
+    assert len(seen) == len(tensors) and all(any(t is s for s in seen) for t in tensors)
+    moved = pinned.to("cpu")
+    for name in ("video", "video_mask", "words", "word_mask", "role_masks"):
+        assert torch.equal(getattr(moved, name), getattr(batch, name)), name
+        assert getattr(pinned, name) is not getattr(batch, name), name  # a copy, not the same
+    for name in ("level_masks", "video_targets", "text_targets"):
+        assert getattr(moved, name).keys() == getattr(batch, name).keys()
+        assert all(torch.equal(getattr(moved, name)[k], v) for k, v in getattr(batch, name).items())
+    assert torch.equal(moved.role_swaps.words, batch.role_swaps.words)
+    assert moved.role_swaps.tokens == batch.role_swaps.tokens and moved.tokens == batch.tokens
+    assert moved.video_ids == batch.video_ids and moved.caption_ids == batch.caption_ids
+    assert moved.regions is None

@@ -1,8 +1,11 @@
 import json
+import os
 
 import pytest
+import torch
 
 from mcsan.config import Config, apply_overrides
+from mcsan.runtime import loader_workers
 
 
 def test_round_trip_json(tmp_path):
@@ -46,3 +49,19 @@ def test_scalars_are_coerced_or_rejected():
         apply_overrides(Config(), ["train.epochs=many"])
     with pytest.raises(ValueError, match="train.lr"):
         apply_overrides(Config(), ["train.lr=fast"])
+
+
+def test_loader_workers_are_automatic_by_default(monkeypatch):
+    config = Config()
+    assert config.train.num_workers == -1 and config.train.amp is False
+    assert loader_workers(-1, torch.device("cpu")) == 0  # workers compete for the cores
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert loader_workers(-1, cuda) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert loader_workers(-1, cuda) == 2  # one core stays with training
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert loader_workers(-1, cuda) == 0
+    assert loader_workers(0, cuda) == 0 and loader_workers(6, torch.device("cpu")) == 6
+    with pytest.raises(ValueError, match=r"train.num_workers=-2; use -1 \(automatic\)"):
+        apply_overrides(Config(), ["train.num_workers=-2"])

@@ -50,6 +50,7 @@ def test_train_writes_checkpoints_logs_and_plot(tiny_prepared, tmp_path, one_thr
     assert saved.model.video_dim == 32  # resolved from the data and written with the run
     info = json.loads((result.run_dir / "run_info.json").read_text())
     assert info["seed"] == 0 and info["effective_batch"] == 32 and info["device"] == "cpu"
+    assert info["loader_workers"] == 0  # automatic (-1): none on the CPU
     lines = (result.run_dir / "log.csv").read_text().splitlines()
     assert len(lines) == 3 and "val_rsum" in lines[0]
     for record in result.history:

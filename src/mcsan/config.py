@@ -108,8 +108,14 @@ class TrainConfig:
     grad_clip: float = 2.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision, used on CUDA only
-    num_workers: int = 0
+    # float16 autocast + gradient scaler, CUDA only. Off by default: at MSR-VTT sizes a step is
+    # hundreds of small kernels, and on an H200 AMP's casts made it 1.1-1.7x slower
+    # (benchmarks/README.md, "Training loader"); it pays where matrix products dominate
+    amp: bool = False
+    # loader worker processes; -1 = automatic: 4 on CUDA (fewer on a machine with fewer cores),
+    # where they hide the loader behind the GPU step, and 0 on the CPU, where they compete
+    # with training for the cores (both measured: benchmarks/README.md, "Training loader")
+    num_workers: int = -1
     neighbour_batches: bool = False  # pair each caption with one of its nearest-neighbour video
     threads: int = 0  # CPU threads for torch; 0 = torch's default (one per core)
     eval_every: int = 1  # epochs between validation runs
@@ -146,6 +152,11 @@ class Config:
             raise ValueError(
                 f"loss.sum_violation_epochs={self.loss.sum_violation_epochs} is negative; "
                 "use 0 for hardest negatives from the first epoch"
+            )
+        if self.train.num_workers < -1:
+            raise ValueError(
+                f"train.num_workers={self.train.num_workers}; use -1 (automatic), 0 (load in the "
+                "training process) or a number of worker processes"
             )
         bad_top_k = [k for k in self.vocab.top_k if k not in ATTRIBUTE_LEVELS]
         if bad_top_k:

@@ -33,7 +33,7 @@ from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
 from mcsan.metrics import attribute_map, format_table, per_level_metrics, retrieval_metrics
 from mcsan.model.mcsan import MCSAN
-from mcsan.runtime import resolve_device
+from mcsan.runtime import loader_workers, resolve_device
 
 
 def build_model(config: Config, prepared: PreparedData, video_dim: int) -> MCSAN:
@@ -158,7 +158,7 @@ def encode_split(
     model.eval()
     attribute_sizes = {lv: len(v) for lv, v in prepared.vocabs.items()}
     batch_size = config.eval.batch_size
-    workers = config.train.num_workers
+    workers = loader_workers(config.train.num_workers, device)
 
     videos = VideoItems(split, config.data.max_frames)
     video_emb, video_logits = _Rows(len(videos)), _Rows(len(videos))

@@ -40,7 +40,7 @@ from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
 from mcsan.model.mcsan import MCSAN
 from mcsan.model.text import glove_dim, load_glove
-from mcsan.runtime import configure_threads, resolve_device, seed_everything
+from mcsan.runtime import configure_threads, loader_workers, resolve_device, seed_everything
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,22 +95,25 @@ def training_loader(
     config: Config,
     attribute_sizes: dict[str, int],
     generator: torch.Generator,
+    device: torch.device,
 ) -> DataLoader:
     """Batches of ``train.batch_size`` (video, caption) pairs in an order drawn from
     ``generator``: shuffled, or neighbour-aware with ``train.neighbour_batches``; collated in
-    ``train.num_workers`` worker processes (0: in this process)."""
+    ``train.num_workers`` worker processes for a run on ``device`` (``loader_workers``; 0: in
+    this process); for a GPU in page-locked memory, so that ``Batch.to`` copies asynchronously."""
     collate = partial(
         collate_pairs,
         attribute_sizes=attribute_sizes,
         role_swaps=config.loss.role_swap_negatives,
     )
+    common = {"collate_fn": collate, "pin_memory": device.type == "cuda",
+              "num_workers": loader_workers(config.train.num_workers, device)}
     if config.train.neighbour_batches:
         sampler = NeighbourBatches(pairs, config.train.batch_size, generator)
-        return DataLoader(pairs, batch_sampler=sampler, collate_fn=collate,
-                          num_workers=config.train.num_workers)
+        return DataLoader(pairs, batch_sampler=sampler, **common)
     return DataLoader(pairs, batch_size=config.train.batch_size, shuffle=True,
                       drop_last=len(pairs) > config.train.batch_size, generator=generator,
-                      collate_fn=collate, num_workers=config.train.num_workers)
+                      **common)
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -152,7 +155,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
 
     pairs = CaptionPairs(train_split, prepared, config.data.max_frames, config.data.max_words)
     generator = torch.Generator()  # batch order: reseeded per epoch, so a resume repeats it
-    loader = training_loader(pairs, config, attribute_sizes, generator)
+    loader = training_loader(pairs, config, attribute_sizes, generator, device)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(
@@ -314,6 +317,7 @@ def _write_run_info(run_dir: Path, config: Config, device: torch.device, steps: 
         "seed": config.train.seed,
         "effective_batch": config.train.batch_size,
         "cpu_threads": torch.get_num_threads(),
+        "loader_workers": loader_workers(config.train.num_workers, device),
         "steps_per_epoch": steps,
     }
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -7,6 +7,7 @@ targets. Word ids follow :mod:`mcsan.data.vocab` (``WORD_PAD`` pads, ``WORD_UNK`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,6 @@ class RoleSwaps:
     rows: torch.Tensor  # (S,) int64, the caption's row in the batch
     words: torch.Tensor  # (S, L) int64 word ids of the swapped captions
     tokens: list[list[str]]  # S token lists
-
-    def to(self, device: torch.device | str) -> RoleSwaps:
-        return RoleSwaps(self.rows.to(device), self.words.to(device), self.tokens)
 
 
 @dataclass
@@ -69,23 +67,36 @@ class Batch:
         return ids[:, None] == ids[None, :]
 
     def to(self, device: torch.device | str) -> Batch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
+        """A copy on ``device``; from pinned memory (``pin_memory``) the copies to a GPU run
+        asynchronously."""
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked memory; a DataLoader with ``pin_memory=True`` calls this."""
+        return self._map(torch.Tensor.pin_memory)
+
+    def _map(self, apply: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """Every tensor through ``apply``; the token lists and ids as they are."""
+
+        def each(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else apply(t)
+
+        swaps = self.role_swaps
         return Batch(
-            video=move(self.video),
-            video_mask=move(self.video_mask),
-            words=move(self.words),
-            word_mask=move(self.word_mask),
-            level_masks={k: move(v) for k, v in self.level_masks.items()},
-            role_masks=move(self.role_masks),
-            video_targets={k: move(v) for k, v in self.video_targets.items()},
-            text_targets={k: move(v) for k, v in self.text_targets.items()},
+            video=each(self.video),
+            video_mask=each(self.video_mask),
+            words=each(self.words),
+            word_mask=each(self.word_mask),
+            level_masks={k: each(v) for k, v in self.level_masks.items()},
+            role_masks=each(self.role_masks),
+            video_targets={k: each(v) for k, v in self.video_targets.items()},
+            text_targets={k: each(v) for k, v in self.text_targets.items()},
             tokens=self.tokens,
             video_ids=self.video_ids,
             caption_ids=self.caption_ids,
-            regions=move(self.regions),
-            role_swaps=None if self.role_swaps is None else self.role_swaps.to(device),
+            regions=each(self.regions),
+            role_swaps=None if swaps is None else RoleSwaps(each(swaps.rows), each(swaps.words),
+                                                            swaps.tokens),
         )
 
 

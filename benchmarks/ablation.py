@@ -420,6 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def rename_steps(report: dict) -> list[dict]:
+    """The renames a result file's runs went through, oldest first, as ``[{"map": {OLD: NEW},
+    "merged_from": [paths]}]``; files merged before this was a list hold one bare map."""
+    renamed = report.get("renamed")
+    if isinstance(renamed, dict):
+        return [{"map": renamed, "merged_from": report.get("merged_from", [])}]
+    return list(renamed or [])
+
+
 def merge(
     paths: list[Path],
     out: Path,
@@ -460,8 +469,12 @@ def merge(
     merged = {**reports[0], "command": [r["command"] for r in reports],
               "seconds": sum(r["seconds"] for r in reports), "summary": summary,
               "runs": rows, "table": table, "merged_from": [str(p) for p in paths]}
+    history = [step for report in reports for step in rename_steps(report)]
     if renamed:
-        merged["renamed"] = renamed
+        history.append({"map": renamed, "merged_from": merged["merged_from"]})
+    merged.pop("renamed", None)
+    if history:
+        merged["renamed"] = history
     merged.pop("comparisons", None)  # those of a merged file are recomputed or dropped
     merged.pop("comparison_table", None)
     add_comparisons(merged, list(pairs))

@@ -224,9 +224,25 @@ def test_ablation_merge_renames_runs_and_keeps_variants_it_no_longer_defines(tmp
     assert figures == {"full": [555.0], "no_relationship_halves": [500.0],
                        "retired_variant": [510.0]}
     assert list(merged["runs"]) == ["full", "no_relationship_halves", "retired_variant"]
-    assert merged["renamed"] == {"full": "no_relationship_halves", "relationship_halves": "full"}
+    this_merge = {"map": {"full": "no_relationship_halves", "relationship_halves": "full"},
+                  "merged_from": [str(before), str(gone)]}
+    assert merged["renamed"] == [this_merge]
     with pytest.raises(SystemExit):
         ablation.main(["--rename", "full=x"])  # only with --merge
+    # a later merge keeps every input's renames, oldest first, and adds its own
+    older = ablation_report(tmp_path / "c.json", {"no_kl": [0]}, [])
+    report = json.loads(older.read_text())
+    report["renamed"] = {"kl_off": "no_kl"}  # the bare map of files merged before
+    report["merged_from"] = ["x.json"]
+    older.write_text(json.dumps(report))
+    again = tmp_path / "again.json"
+    assert ablation.main(["--merge", str(older), str(out), "--out", str(again),
+                          "--rename", "retired_variant=no_action"]) == 0
+    assert json.loads(again.read_text())["renamed"] == [
+        {"map": {"kl_off": "no_kl"}, "merged_from": ["x.json"]},
+        this_merge,
+        {"map": {"retired_variant": "no_action"}, "merged_from": [str(older), str(out)]},
+    ]
 
 
 def test_twin_blind_rsum_by_hand():

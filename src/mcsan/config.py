@@ -110,7 +110,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # float16 autocast + gradient scaler, CUDA only. Off by default: at MSR-VTT sizes a step is
     # hundreds of small kernels, and on an H200 AMP's casts made it 1.1-1.7x slower
-    # (benchmarks/README.md, "Training loader"); it pays where matrix products dominate
+    # (benchmarks/README.md, "Training speed"); it pays where matrix products dominate
     amp: bool = False
     # loader worker processes; -1 = automatic: 4 on CUDA (fewer on a machine with fewer cores),
     # where they hide the loader behind the GPU step, and 0 on the CPU, where they compete

@@ -422,10 +422,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def rename_steps(report: dict) -> list[dict]:
     """The renames a result file's runs went through, oldest first, as ``[{"map": {OLD: NEW},
-    "merged_from": [paths]}]``; files merged before this was a list hold one bare map."""
+    "merged_from": [paths]}]``. Files merged before this was a list hold one bare map, whose
+    merge is not recorded: it becomes ``{"map": ...}`` alone."""
     renamed = report.get("renamed")
     if isinstance(renamed, dict):
-        return [{"map": renamed, "merged_from": report.get("merged_from", [])}]
+        return [{"map": renamed}]
     return list(renamed or [])
 
 

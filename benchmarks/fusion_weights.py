@@ -3,9 +3,10 @@ checkpoints over a grid of fusion weights w_l in s = sum_l w_l cos_l.
 
 Each checkpoint's validation and test splits are encoded once; every combination of grid
 weights for the non-global levels (global fixed at 1: only the ratios matter) is then scored.
-The weights that are best on validation are reported with their test rsum (choose on
-validation, read on test), next to the trained weights and to each level dropped at inference
-(its weight 0, the others as trained). If dropping a level at inference does not raise the
+The weights that are best on validation (``mcsan.calibrate``'s choice: what ``mcsan calibrate``
+and ``train.calibrate_fusion`` write into a checkpoint) are reported with their test rsum
+(choose on validation, read on test), next to the trained weights and to each level dropped at
+inference (its weight 0, the others as trained). If dropping a level at inference does not raise the
 validation rsum, a variant trained without it that scores higher gets its edge from training,
 not from the fusion.
 
@@ -18,7 +19,6 @@ Writes benchmarks/results/fusion_weights.json (or --out) and prints a Markdown t
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import sys
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mcsan.calibrate import DEFAULT_GRID, calibrate_fusion
 from mcsan.evaluate import EncodedSplit, encode_split, load_checkpoint_with_data
 from mcsan.metrics import retrieval_metrics
 
@@ -47,23 +48,22 @@ def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
     """Trained weights, best-on-validation grid weights and each level dropped, for one model.
 
     encoded: split -> its encoded embeddings; trained: level -> w_l of the model's active levels.
+    The weights best on validation are the ones ``mcsan calibrate`` would write (the trained
+    weights win ties); every grid combination is scored on test too, for the table.
     """
+    calibration = calibrate_fusion(encoded["val"], trained, grid=grid, progress=progress)
+    grid_rows = [
+        {"weights": c["weights"], "val": c["rsum"],
+         "test": fused_rsum({"test": encoded["test"]}, c["weights"])["test"]}
+        for c in tqdm(calibration.candidates, desc="test rsum", disable=not progress, leave=False)
+    ]
+    best = next(row for row in grid_rows if row["weights"] == calibration.weights)
     levels = list(trained)
-    fixed = {"global": 1.0} if "global" in levels else {}
-    others = [level for level in levels if level not in fixed]
-    combos = list(itertools.product(grid, repeat=len(others)))
-    grid_rows = []
-    for combo in tqdm(combos, desc="weight grid", disable=not progress, leave=False):
-        weights = {**fixed, **dict(zip(others, combo, strict=True))}
-        if sum(weights.values()) == 0:
-            continue  # no score at all
-        grid_rows.append({"weights": weights, **fused_rsum(encoded, weights)})
-    best = max(grid_rows, key=lambda row: row["val"])
     dropped = {}  # a one-level model has no level to drop
     if len(levels) > 1:
         dropped = {level: fused_rsum(encoded, {**trained, level: 0.0}) for level in levels}
     return {
-        "trained": {"weights": trained, **fused_rsum(encoded, trained)},
+        "trained": grid_rows[0],  # calibrate_fusion scores the trained weights first
         "best_on_val": best,
         "drop_level": dropped,
         "grid": grid_rows,
@@ -119,7 +119,7 @@ def summary(studies: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, nargs="+", help="checkpoint directories")
-    parser.add_argument("--grid", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    parser.add_argument("--grid", type=float, nargs="+", default=list(DEFAULT_GRID))
     parser.add_argument("--data", type=Path, help="dataset root (default: the checkpoint's)")
     parser.add_argument("--prepared", type=Path, help="prepared dir (default: the checkpoint's)")
     parser.add_argument("--out", type=Path,

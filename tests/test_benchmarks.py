@@ -122,6 +122,32 @@ def test_a_vocab_variant_is_prepared_again_from_the_parse_cache(ablation_short, 
     assert config["data"]["prepared"] == str(own)
 
 
+def test_ablation_resumes_a_finished_run_to_calibrate_its_fusion_weights(ablation_short, tmp_path,
+                                                                      one_thread):
+    """full_val_fusion trains as full does; resuming a finished full run under its name only
+    chooses the best checkpoint's fusion weights on validation."""
+    work, report = ablation_short
+    runs = tmp_path / "work" / "runs"
+    shutil.copytree(work / "runs" / "full-seed0", runs / "full_val_fusion-seed0")
+    out = tmp_path / "fusion.json"
+    assert load("ablation").main([
+        "--preset", "tiny", "--seeds", "0", "--variants", "full_val_fusion", "--resume",
+        "--prepared", str(work / "prepared"), "--work", str(tmp_path / "work"),
+        "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["runs"]["full_val_fusion"][0]
+    full = report["runs"]["full"][0]
+    assert row["resumed"] is True
+    assert row["val_rsum_trained_weights"] == full["val_rsum"]  # the same checkpoint ...
+    assert row["val_rsum"] >= full["val_rsum"]  # ... re-weighted on validation
+    best = runs / "full_val_fusion-seed0" / "best"
+    note = json.loads((best / "calibration.json").read_text())
+    assert note["weights"] == row["fusion_weights"]
+    assert json.loads((best / "config.json").read_text())["model"]["level_weights"] == {
+        **note["trained"], **note["weights"]}
+    if row["fusion_weights"] == note["trained"]:
+        assert row["rsum"] == full["rsum"]
+
+
 def test_ablation_refuses_prepared_data_with_other_vocab_settings(tiny_prepared, tmp_path):
     _, prepared = tiny_prepared  # min_count=1; the ablation builds vocabularies with min_count=2
     with pytest.raises(SystemExit, match="vocab settings"):

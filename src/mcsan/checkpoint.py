@@ -11,6 +11,8 @@ A checkpoint directory holds::
     trainer_state.json       optional: epoch, step, best metric, RNG states (capture_rng_state),
                              AMP's gradient-scaler state
     metrics.json             optional: the metrics at this point
+    <note>.json              optional: notes added later by ``update_checkpoint`` (such as
+                             calibration.json, written with the fusion weights it chose)
 
 Everything is written into a sibling ``<name>.tmp-XXXX`` directory, each file flushed to disk,
 then moved into place by renames, so a crash leaves either the previous checkpoint or the new
@@ -112,6 +114,39 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def update_checkpoint(
+    directory: str | Path, *, config: Config | None = None, notes: Mapping[str, Any] | None = None
+) -> Path:
+    """Replace a saved checkpoint's ``config.json`` and add or replace JSON notes beside it
+    (``name -> data``), each file written whole, flushed and renamed into place: a crash leaves
+    every file either as it was or as it is meant to be. Notes go first, then the config."""
+    directory = _checked_directory(directory)
+    reserved = {CONFIG_FILE, MODEL_FILE, VOCAB_FILE, METRICS_FILE}
+    for name, data in (notes or {}).items():
+        if name in reserved or Path(name).name != name or not name.endswith(".json"):
+            raise ValueError(f"{name!r} cannot be a checkpoint note; name a new .json file")
+        _replace_text(directory / name, json.dumps(data, indent=2) + "\n")
+    if config is not None:
+        _replace_text(directory / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    _fsync_directory(directory)
+    return directory
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, flush it, rename it over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _refuse_foreign_directory(directory: Path) -> None:
@@ -244,6 +279,12 @@ def load_checkpoint(directory: str | Path) -> Checkpoint:
 def load_checkpoint_vocab(directory: str | Path) -> dict[str, Any]:
     """Only the vocabularies of a checkpoint directory (its weights are not read)."""
     return _read_json(_checked_directory(directory) / VOCAB_FILE)
+
+
+def read_checkpoint_note(directory: str | Path, name: str) -> Any | None:
+    """A JSON note written by ``update_checkpoint``, or None when the checkpoint has none."""
+    path = _checked_directory(directory) / name
+    return _read_json(path) if path.is_file() else None
 
 
 def _checked_directory(directory: str | Path) -> Path:

@@ -82,6 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="write the results JSON here")
     evaluate.set_defaults(handler=run_evaluate)
 
+    calibrate = commands.add_parser(
+        "calibrate", help="choose a checkpoint's fusion weights on the validation split",
+        description="Score every combination of --grid weights for the levels of the fused "
+        "score s = sum_l w_l cos_l on a validation split (the global level fixed at 1) and write "
+        "the best into the checkpoint's config.json, so that evaluate and everything else that "
+        "loads it use them; the trained weights are kept unless a combination beats them. "
+        "CHECKPOINT/calibration.json records the trained weights and every combination's rsum; "
+        "calibrating again starts from the trained weights.")
+    calibrate.add_argument("checkpoint", type=Path, help="checkpoint directory")
+    calibrate.add_argument("--split", default="val",
+                           help="split to choose on (default val; never the test split)")
+    calibrate.add_argument("--grid", type=float, nargs="+", default=None, metavar="W",
+                           help="weights to try for each level (default: 0 0.5 1 2)")
+    calibrate.add_argument("--data", type=Path, help="dataset directory (default: the training one)")
+    calibrate.add_argument("--prepared", type=Path, help="prepared-data directory")
+    calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    calibrate.add_argument("--dry-run", action="store_true",
+                           help="report the choice without changing the checkpoint")
+    calibrate.add_argument("--out", type=Path, help="also write the calibration JSON here")
+    calibrate.set_defaults(handler=run_calibrate)
+
     extract = commands.add_parser(
         "extract", help="extract frame features from video files (resumable)",
         description="Decode videos, run a frame backbone, write (frames, dim) features per "
@@ -194,6 +215,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"results written to {args.out}")
     else:
         print(json.dumps(results["fused"], indent=2))
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from mcsan.calibrate import DEFAULT_GRID, calibrate_checkpoint
+
+    calibration = calibrate_checkpoint(
+        args.checkpoint, split=args.split, grid=args.grid or DEFAULT_GRID, data_root=args.data,
+        prepared_dir=args.prepared, device=args.device, write=not args.dry_run,
+    )
+    print(calibration.describe())
+    if args.dry_run:
+        print(f"dry run: {args.checkpoint} is unchanged")
+    elif calibration.changed:
+        print(f"wrote the chosen weights into {args.checkpoint / 'config.json'}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(calibration.to_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"calibration written to {args.out}")
     return 0
 
 

@@ -4,7 +4,9 @@ Every run directory holds the resolved ``config.json``, ``run_info.json`` (seed,
 effective batch), ``log.csv`` (per epoch: the mean of each loss term, the gradient norm
 before clipping and the share of steps clipped, validation rsum), TensorBoard events,
 ``curves.png``, and two checkpoints: ``best`` (by validation rsum) and ``last`` (for
-``--resume``).
+``--resume``). With ``train.calibrate_fusion`` the ``best`` checkpoint's fusion weights are
+then chosen on the validation split (``mcsan.calibrate``); resuming a finished run with it on
+calibrates that run's ``best`` without training further.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mcsan import __version__
+from mcsan.calibrate import FusionCalibration, calibrate_checkpoint
 from mcsan.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -52,8 +55,9 @@ class TrainResult:
     run_dir: Path
     best_dir: Path
     last_dir: Path
-    best_rsum: float
+    best_rsum: float  # validation rsum of ``best`` with the trained fusion weights
     history: list[dict]
+    calibration: FusionCalibration | None = None  # with train.calibrate_fusion
 
 
 def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
@@ -230,7 +234,13 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             tqdm.write(f"epoch {epoch + 1}: {shown}")
     writer.close()
     plot_curves(history, run_dir / "curves.png")
-    return TrainResult(run_dir, best_dir, last_dir, best_rsum, history)
+    calibration = None
+    if config.train.calibrate_fusion:
+        calibration = calibrate_checkpoint(best_dir, dataset=dataset, prepared=prepared,
+                                           device=config.train.device, progress=progress)
+        if progress:
+            tqdm.write(calibration.describe())
+    return TrainResult(run_dir, best_dir, last_dir, best_rsum, history, calibration)
 
 
 def training_step(

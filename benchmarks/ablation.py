@@ -445,6 +445,15 @@ def rename_steps(report: dict) -> list[dict]:
     return list(renamed or [])
 
 
+def merge_input(path: str, report: dict) -> str | dict:
+    """How a merged file names one input: its path, or, for a file that was itself merged,
+    ``{"path": ..., "merged_from": [its inputs, named the same way]}``, so that every source
+    file stays listed however often results are merged again."""
+    if "merged_from" in report:
+        return {"path": path, "merged_from": report["merged_from"]}
+    return path
+
+
 def merge(
     paths: list[Path],
     out: Path,
@@ -482,12 +491,14 @@ def merge(
     summary = summarise(rows)
     table = markdown(summary)
     print(table)
+    inputs = [str(p) for p in paths]
     merged = {**reports[0], "command": [r["command"] for r in reports],
               "seconds": sum(r["seconds"] for r in reports), "summary": summary,
-              "runs": rows, "table": table, "merged_from": [str(p) for p in paths]}
+              "runs": rows, "table": table,
+              "merged_from": [merge_input(p, r) for p, r in zip(inputs, reports, strict=True)]}
     history = [step for report in reports for step in rename_steps(report)]
     if renamed:
-        history.append({"map": renamed, "merged_from": merged["merged_from"]})
+        history.append({"map": renamed, "merged_from": inputs})
     merged.pop("renamed", None)
     if history:
         merged["renamed"] = history

@@ -269,6 +269,11 @@ def test_ablation_merge_renames_runs_and_keeps_variants_it_no_longer_defines(tmp
         this_merge,
         {"map": {"retired_variant": "no_action"}, "merged_from": [str(older), str(out)]},
     ]
+    # and lists the inputs of every earlier merge under the file they made
+    assert json.loads(again.read_text())["merged_from"] == [
+        {"path": str(older), "merged_from": ["x.json"]},
+        {"path": str(out), "merged_from": [str(before), str(gone)]},
+    ]
 
 
 def test_twin_blind_rsum_by_hand():

@@ -6,9 +6,9 @@ weights for the non-global levels (global fixed at 1: only the ratios matter) is
 The weights that are best on validation (``mcsan.calibrate``'s choice: what ``mcsan calibrate``
 and ``train.calibrate_fusion`` write into a checkpoint) are reported with their test rsum
 (choose on validation, read on test), next to the trained weights and to each level dropped at
-inference (its weight 0, the others as trained). If dropping a level at inference does not raise the
-validation rsum, a variant trained without it that scores higher gets its edge from training,
-not from the fusion.
+inference (its weight 0, the others as trained). If dropping a level at inference does not
+raise the validation rsum, a variant trained without it that scores higher gets its edge from
+training, not from the fusion.
 
     .venv/bin/python benchmarks/fusion_weights.py runs/ablation/runs/full-seed0/best ...
 
@@ -28,19 +28,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mcsan.calibrate import DEFAULT_GRID, calibrate_fusion
+from mcsan.calibrate import DEFAULT_GRID, calibrate_fusion, fused_rsum
 from mcsan.evaluate import EncodedSplit, encode_split, load_checkpoint_with_data
-from mcsan.metrics import retrieval_metrics
 
 SPLITS = ("val", "test")
 
 
-def fused_rsum(encoded: dict[str, EncodedSplit], weights: dict[str, float]) -> dict[str, float]:
+def split_rsums(encoded: dict[str, EncodedSplit], weights: dict[str, float]) -> dict[str, float]:
     """rsum of the fused score with ``weights`` on each split."""
-    return {
-        split: retrieval_metrics(e.text_emb, e.video_emb, e.caption_to_video, weights)["rsum"]
-        for split, e in encoded.items()
-    }
+    return {split: fused_rsum(e, weights) for split, e in encoded.items()}
 
 
 def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
@@ -54,14 +50,14 @@ def weight_study(encoded: dict[str, EncodedSplit], trained: dict[str, float],
     calibration = calibrate_fusion(encoded["val"], trained, grid=grid, progress=progress)
     grid_rows = [
         {"weights": c["weights"], "val": c["rsum"],
-         "test": fused_rsum({"test": encoded["test"]}, c["weights"])["test"]}
+         "test": fused_rsum(encoded["test"], c["weights"])}
         for c in tqdm(calibration.candidates, desc="test rsum", disable=not progress, leave=False)
     ]
     best = next(row for row in grid_rows if row["weights"] == calibration.weights)
     levels = list(trained)
     dropped = {}  # a one-level model has no level to drop
     if len(levels) > 1:
-        dropped = {level: fused_rsum(encoded, {**trained, level: 0.0}) for level in levels}
+        dropped = {level: split_rsums(encoded, {**trained, level: 0.0}) for level in levels}
     return {
         "trained": grid_rows[0],  # calibrate_fusion scores the trained weights first
         "best_on_val": best,

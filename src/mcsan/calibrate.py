@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from mcsan.checkpoint import load_checkpoint, read_checkpoint_note, update_checkpoint
@@ -91,6 +90,14 @@ def check_grid(grid: Sequence[float]) -> list[float]:
     return values
 
 
+def fused_rsum(
+    encoded: EncodedSplit, weights: Mapping[str, float], chunk_size: int = 1024
+) -> float:
+    """rsum of the fused score s = Σ_l w_l·cos_l with ``weights`` on one encoded split."""
+    return retrieval_metrics(encoded.text_emb, encoded.video_emb, encoded.caption_to_video,
+                             weights, chunk_size)["rsum"]
+
+
 def calibrate_fusion(
     encoded: EncodedSplit,
     trained: Mapping[str, float],
@@ -108,17 +115,13 @@ def calibrate_fusion(
     grid = check_grid(grid)
     trained = {level: float(w) for level, w in trained.items()}
 
-    def rsum(weights: Mapping[str, float]) -> float:
-        return retrieval_metrics(encoded.text_emb, encoded.video_emb, encoded.caption_to_video,
-                                 weights, chunk_size)["rsum"]
-
-    trained_rsum = rsum(trained)
+    trained_rsum = fused_rsum(encoded, trained, chunk_size)
     best, best_rsum = trained, trained_rsum
     candidates = [{"weights": trained, "rsum": trained_rsum}]
     combos = [w for w in weight_candidates(list(trained), grid) if w != trained]
     for weights in tqdm(combos, desc=f"fusion weights on {split}", disable=not progress,
                         leave=False):
-        score = rsum(weights)
+        score = fused_rsum(encoded, weights, chunk_size)
         candidates.append({"weights": weights, "rsum": score})
         if score > best_rsum:
             best, best_rsum = weights, score
@@ -156,9 +159,8 @@ def calibrate_checkpoint(
     previous = read_checkpoint_note(checkpoint_dir, CALIBRATION_FILE)
     trained = previous["trained"] if previous else dict(model.level_weights)
     encoded = encode_split(model, dataset[split], prepared, config, torch_device, progress)
-    with torch.no_grad():
-        calibration = calibrate_fusion(encoded, trained, grid=grid, split=split,
-                                       chunk_size=config.eval.chunk_size, progress=progress)
+    calibration = calibrate_fusion(encoded, trained, grid=grid, split=split,
+                                   chunk_size=config.eval.chunk_size, progress=progress)
     if write:
         config.model.level_weights = {**config.model.level_weights, **calibration.weights}
         update_checkpoint(checkpoint_dir, config=config,

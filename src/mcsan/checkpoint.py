@@ -95,8 +95,7 @@ def save_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=f"{directory.name}.tmp-", dir=directory.parent))
     try:
         os.chmod(staging, 0o755)
-        config.save(staging / CONFIG_FILE)
-        _fsync_file(staging / CONFIG_FILE)
+        config.save(staging / CONFIG_FILE)  # flushed to disk by Config.save
         _write_tensors(staging / MODEL_FILE, _model_tensors(model_state))
         _write_json(staging / VOCAB_FILE, dict(vocab))
         for name, state in (
@@ -129,7 +128,7 @@ def update_checkpoint(
             raise ValueError(f"{name!r} cannot be a checkpoint note; name a new .json file")
         _replace_text(directory / name, json.dumps(data, indent=2) + "\n")
     if config is not None:
-        _replace_text(directory / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+        config.save(directory / CONFIG_FILE)  # written beside it, flushed, renamed into place
     _fsync_directory(directory)
     return directory
 

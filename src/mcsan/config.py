@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -172,10 +173,15 @@ class Config:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON: to ``<path>.tmp``, flushed to disk, then renamed over
+        ``path``, so a crash leaves the old file or the new one, never a part."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
         tmp.replace(path)
 
     @classmethod

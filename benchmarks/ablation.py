@@ -76,6 +76,9 @@ VARIANTS: dict[str, list[str]] = {
         "vocab.relationship_halves=false",
         "vocab.top_k.relationship=500",
     ],
+    # the adjectives of the entities ("small", "brown", the "red" of "in a red shirt") as entity
+    # labels and span tokens (vocab.entity_modifiers; own prepared directory, same parses)
+    "entity_modifiers": ["vocab.entity_modifiers=true"],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcsan.config import VocabConfig
+from mcsan.data.batches import CaptionItems
 from mcsan.data.dataset import Caption, Dataset, Split
 from mcsan.data.prepare import (
     CACHE_FILE,
@@ -117,6 +118,31 @@ def test_relationship_halves_reach_the_targets_and_the_vocab_file(tmp_path):
                     vocabularies={"attributes": {lv: v.to_json() for lv, v in loaded.vocabs.items()},
                                   "words": loaded.words.to_json()})
     assert again.targets("v2#1") == targets
+
+
+def test_entity_modifiers_reach_the_targets_the_spans_and_the_vocab_file(tmp_path):
+    data = dataset(train={**TRAIN, "v4": ["a small dog chases a big cat", "a small dog runs"]})
+    config = VocabConfig(min_count=1, top_k={}, entity_modifiers=True)
+    returned = prepare(data, tmp_path, config, progress=False)
+    loaded = load_prepared(tmp_path, data)
+    assert loaded.vocabs == returned.vocabs
+    entity = loaded.vocabs["entity"]
+    assert entity.entity_modifiers
+    assert entity.counts[entity.index["small"]] == 2
+    assert [entity.labels[i] for i in loaded.targets("v4#0")["entity"]] == [
+        "dog", "cat", "small", "big"
+    ]
+    written = json.loads((tmp_path / VOCAB_FILE).read_text())
+    assert written["vocab_config"]["entity_modifiers"] is True
+    assert written["attributes"]["entity"]["entity_modifiers"] is True
+    items = CaptionItems(data["train"], loaded, max_words=32)
+    first = next(i for i in range(len(items)) if items[i]["caption_id"] == "v4#0")
+    assert items[first]["level_tokens"]["entity"] == [1, 2, 5, 6]  # small dog, big cat
+    plain = prepare(data, tmp_path / "plain", dataclasses.replace(config, entity_modifiers=False),
+                    progress=False)
+    assert "small" not in plain.vocabs["entity"]
+    plain_items = CaptionItems(data["train"], plain, max_words=32)
+    assert plain_items[first]["level_tokens"]["entity"] == [2, 6]  # the nouns alone
 
 
 def test_load_prepared_round_trips_what_prepare_returned(tmp_path):

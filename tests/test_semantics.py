@@ -291,14 +291,26 @@ def test_relationship_roles_follow_the_agent_not_the_word_order(parser):
     assert intransitive.relationship[0].roles[2] == []
 
 
+def test_adjectives_of_entities_are_modifiers_with_their_tokens(parser):
+    parse = parser.parse("a small brown puppy chases a man in a red shirt on a sunny beach")
+    by_label = {a.label: a.tokens for a in parse.modifier}
+    assert by_label == {"small": [1], "brown": [2], "red": [9], "sunny": [13]}
+    assert "small" not in parse.labels("entity")  # entities stay nouns
+    assert {"puppy", "man", "shirt", "beach"} <= set(parse.labels("entity"))
+    assert parser.parse("a bigger dog").modifier[0].label == "big"  # lemmatised
+    # adverbs, determiners and predicative adjectives modify no entity
+    assert parser.parse("the dog is very happy").modifier == []
+
+
 def test_caption_parse_round_trips_through_json():
     parse = CaptionParse(
-        ["a", "man", "rides", "a", "horse"],
-        [Attribute("man", [1]), Attribute("horse", [4])],
-        [Attribute("ride", [2])],
-        [relationship("man|ride|horse", ([1], [2], [4]))],
+        ["a", "big", "man", "rides", "a", "horse"],
+        [Attribute("man", [2]), Attribute("horse", [5])],
+        [Attribute("ride", [3])],
+        [relationship("man|ride|horse", ([2], [3], [5]))],
+        [Attribute("big", [1])],
     )
-    assert parse.relationship[0].tokens == [1, 2, 4]
+    assert parse.relationship[0].tokens == [2, 3, 5]
     assert CaptionParse.from_dict(json.loads(json.dumps(parse.to_dict()))) == parse
     assert CaptionParse.from_dict(CaptionParse([]).to_dict()) == CaptionParse([])
     with pytest.raises(KeyError, match="unknown attribute level"):

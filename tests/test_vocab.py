@@ -145,6 +145,35 @@ def test_relationship_halves_survive_json_and_older_files_read_without_them():
         AttributeVocab("entity", ["dog"], [1], relationship_halves=True)
 
 
+def test_entity_modifiers_join_the_entity_labels_and_spans_only_when_asked():
+    small_dog = CaptionParse(
+        ["a", "small", "brown", "dog", "chases", "a", "cat"],
+        [Attribute("dog", [3]), Attribute("cat", [6])], [Attribute("chase", [4])],
+        [Attribute("dog|chase|cat", [3, 4, 6])], [Attribute("small", [1]), Attribute("brown", [2])],
+    )
+    big_dog = CaptionParse(["a", "big", "dog"], [Attribute("dog", [2])],
+                           modifier=[Attribute("big", [1])])
+    assert caption_labels(small_dog, "entity", False) == ["dog", "cat"]
+    assert caption_labels(small_dog, "entity", False, entity_modifiers=True) == [
+        "dog", "cat", "small", "brown"
+    ]
+    assert caption_labels(small_dog, "action", False, entity_modifiers=True) == ["chase"]
+    vocabs = build_attribute_vocabs([small_dog, big_dog], 1, {}, entity_modifiers=True)
+    entity = vocabs["entity"]
+    assert entity.entity_modifiers and not vocabs["action"].entity_modifiers
+    assert dict(zip(entity.labels, entity.counts, strict=True)) == {
+        "dog": 2, "big": 1, "brown": 1, "cat": 1, "small": 1
+    }
+    assert [a.label for a in entity.span_attributes(small_dog)] == ["dog", "cat", "small", "brown"]
+    plain = build_attribute_vocabs([small_dog, big_dog], 1, {})["entity"]
+    assert plain.labels == ["dog", "cat"]
+    assert [a.label for a in plain.span_attributes(small_dog)] == ["dog", "cat"]
+    assert AttributeVocab.from_json(json.loads(json.dumps(entity.to_json()))) == entity
+    assert "entity_modifiers" not in plain.to_json()  # files from before read as without
+    with pytest.raises(ValueError, match="entity level"):
+        AttributeVocab("action", ["run"], [1], entity_modifiers=True)
+
+
 def test_word_vocab_ids_match_the_batch_contract():
     words = WordVocab.build([p.tokens for p in PARSES], min_count=2)
     assert words.words[WORD_PAD] == PAD_TOKEN

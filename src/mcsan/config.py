@@ -44,6 +44,9 @@ class VocabConfig:
     # "dog|chase|" and "|chase|cat", frequent enough to be kept and learned (vocab.py);
     # off: whole triples only (the default before 2026-11-26)
     relationship_halves: bool = True
+    # entity labels and spans: also the adjectives that modify the entities ("small", "brown",
+    # the "red" of "in a red shirt"; semantics.py, vocab.py)
+    entity_modifiers: bool = False
 
 
 @dataclass

@@ -163,7 +163,12 @@ class CaptionItems(torch.utils.data.Dataset):
             "tokens": tokens,
             "words": self.prepared.words.encode(tokens),
             "level_tokens": {
-                level: sorted({i for a in parse.level(level) for i in a.tokens if i < len(tokens)})
+                level: sorted({
+                    i
+                    for a in self.prepared.vocabs[level].span_attributes(parse)
+                    for i in a.tokens
+                    if i < len(tokens)
+                })
                 for level in SPAN_LEVELS
             },
             "roles": [

@@ -148,10 +148,12 @@ def prepare(
         train_parses = [parses[c.caption_id] for c in train.captions] if train else []
         halves = (vocab_config.relationship_halves if given is None
                   else given[0]["relationship"].relationship_halves)
-        label_counts = count_labels(train_parses, halves)
+        modifiers = (vocab_config.entity_modifiers if given is None
+                     else given[0]["entity"].entity_modifiers)
+        label_counts = count_labels(train_parses, halves, modifiers)
         if given is None:
             vocabs = vocabs_from_counts(
-                label_counts, vocab_config.min_count, vocab_config.top_k, halves
+                label_counts, vocab_config.min_count, vocab_config.top_k, halves, modifiers
             )
             words = WordVocab.build((p.tokens for p in train_parses), vocab_config.word_min_count)
         else:
@@ -170,7 +172,9 @@ def prepare(
             "vocabulary": vocabulary_stats(label_counts, vocabs, words, vocab_config),
             "imbalance": imbalance_stats(vocabs),
             # the same over every label seen in training, before min_count and top_k
-            "imbalance_seen": imbalance_stats(vocabs_from_counts(label_counts, 1, {}, halves)),
+            "imbalance_seen": imbalance_stats(
+                vocabs_from_counts(label_counts, 1, {}, halves, modifiers)
+            ),
         }
         write_jsonl(
             out_dir / PARSES_FILE,

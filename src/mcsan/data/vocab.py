@@ -13,6 +13,10 @@ kinds while almost no subject-verb-object triple is kept. With ``relationship_ha
 triple with a subject and an object also gives its two role halves, ``dog|chase|`` (who does
 it: the same label as an intransitive "a dog is chasing") and ``|chase|cat`` (to whom), which
 are far more frequent and still tell "a dog chases a cat" from "a cat chases a dog".
+
+Entity labels are nouns. With ``entity_modifiers`` the adjectives that modify them
+(``CaptionParse.modifier``: "small", "brown", "red") are entity labels too: a noun says what
+is there, its adjectives which one of its kind.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from mcsan import ATTRIBUTE_LEVELS
 
 if TYPE_CHECKING:  # parses are only read here; importing semantics would load spaCy
-    from mcsan.data.semantics import CaptionParse
+    from mcsan.data.semantics import Attribute, CaptionParse
 
 # Word ids of padding and of unknown words; batches and the text encoder use these.
 WORD_PAD = 0
@@ -53,12 +57,17 @@ def role_halves(label: str) -> tuple[str, str] | None:
     return f"{subject}|{predicate}|", f"|{predicate}|{obj}"
 
 
-def caption_labels(parse: CaptionParse, level: str, relationship_halves: bool) -> list[str]:
+def caption_labels(
+    parse: CaptionParse, level: str, relationship_halves: bool, entity_modifiers: bool = False
+) -> list[str]:
     """The labels a caption has at ``level``, without repeats; with ``relationship_halves``
-    each relationship triple is followed by its role halves (:func:`role_halves`)."""
+    each relationship triple is followed by its role halves (:func:`role_halves`), with
+    ``entity_modifiers`` the entities by the adjectives that modify them."""
     labels = parse.labels(level)
     if level == "relationship" and relationship_halves:
         labels = [x for label in labels for x in (label, *(role_halves(label) or ()))]
+    if level == "entity" and entity_modifiers:
+        labels = labels + [modifier.label for modifier in parse.modifier]
     return list(dict.fromkeys(labels))
 
 
@@ -69,6 +78,8 @@ class AttributeVocab:
     counts: list[int]  # training captions that mention each label
     # relationship level: the labels include the triples' role halves (module docstring)
     relationship_halves: bool = False
+    # entity level: the labels include the adjectives of the entities (module docstring)
+    entity_modifiers: bool = False
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +89,8 @@ class AttributeVocab:
             )
         if self.relationship_halves and self.level != "relationship":
             raise ValueError(f"relationship_halves is for the relationship level, not {self.level!r}")
+        if self.entity_modifiers and self.level != "entity":
+            raise ValueError(f"entity_modifiers is for the entity level, not {self.level!r}")
         if len(self.labels) != len(self.counts):
             raise ValueError(
                 f"{self.level} vocabulary has {len(self.labels)} labels but {len(self.counts)} counts"
@@ -103,8 +116,15 @@ class AttributeVocab:
         return list(dict.fromkeys(index[label] for label in labels if label in index))
 
     def caption_labels(self, parse: CaptionParse) -> list[str]:
-        """The caption's labels at this level, in this vocabulary's terms (halves or not)."""
-        return caption_labels(parse, self.level, self.relationship_halves)
+        """The caption's labels at this level, in this vocabulary's terms (halves or not,
+        modifiers or not)."""
+        return caption_labels(parse, self.level, self.relationship_halves, self.entity_modifiers)
+
+    def span_attributes(self, parse: CaptionParse) -> list[Attribute]:
+        """The caption's attributes whose tokens the text encoder pools for this level: the
+        level's own, and the entities' adjectives where the labels include them."""
+        modifiers = parse.modifier if self.entity_modifiers else []
+        return [*parse.level(self.level), *modifiers]
 
     def encode_caption(self, parse: CaptionParse) -> list[int]:
         """Ids of the caption's labels at this level (:meth:`encode` of :meth:`caption_labels`)."""
@@ -114,6 +134,8 @@ class AttributeVocab:
         data = {"level": self.level, "labels": self.labels, "counts": self.counts}
         if self.relationship_halves:  # absent = False: vocab.json files from before read as such
             data["relationship_halves"] = True
+        if self.entity_modifiers:  # absent = False, as above
+            data["entity_modifiers"] = True
         return data
 
     @classmethod
@@ -123,17 +145,21 @@ class AttributeVocab:
             labels=list(data["labels"]),
             counts=list(data["counts"]),
             relationship_halves=bool(data.get("relationship_halves", False)),
+            entity_modifiers=bool(data.get("entity_modifiers", False)),
         )
 
 
 def count_labels(
-    parses: Iterable[CaptionParse], relationship_halves: bool = False
+    parses: Iterable[CaptionParse], relationship_halves: bool = False,
+    entity_modifiers: bool = False,
 ) -> dict[str, Counter[str]]:
     """Per attribute level, the number of captions that mention each label."""
     counts: dict[str, Counter[str]] = {level: Counter() for level in ATTRIBUTE_LEVELS}
     for parse in parses:
         for level in ATTRIBUTE_LEVELS:
-            counts[level].update(caption_labels(parse, level, relationship_halves))
+            counts[level].update(
+                caption_labels(parse, level, relationship_halves, entity_modifiers)
+            )
     return counts
 
 
@@ -142,18 +168,23 @@ def vocabs_from_counts(
     min_count: int,
     top_k: Mapping[str, int],
     relationship_halves: bool = False,
+    entity_modifiers: bool = False,
 ) -> dict[str, AttributeVocab]:
     """Keep labels seen at least ``min_count`` times, at most ``top_k[level]`` per level (a
-    level missing from ``top_k`` keeps them all). ``relationship_halves`` says the counts
-    include the triples' role halves (:func:`count_labels` with the same flag)."""
+    level missing from ``top_k`` keeps them all). ``relationship_halves`` and
+    ``entity_modifiers`` say what the counts include (:func:`count_labels` with the same
+    flags)."""
     unknown = sorted(set(top_k) - set(ATTRIBUTE_LEVELS))
     if unknown:
         raise ValueError(f"top_k names unknown level(s) {unknown}; choose from {ATTRIBUTE_LEVELS}")
     vocabs = {}
     for level in ATTRIBUTE_LEVELS:
         kept = ranked(counts[level], min_count, top_k.get(level))
-        halves = relationship_halves and level == "relationship"
-        vocabs[level] = AttributeVocab(level, [x[0] for x in kept], [x[1] for x in kept], halves)
+        vocabs[level] = AttributeVocab(
+            level, [x[0] for x in kept], [x[1] for x in kept],
+            relationship_halves=relationship_halves and level == "relationship",
+            entity_modifiers=entity_modifiers and level == "entity",
+        )
     return vocabs
 
 
@@ -162,10 +193,11 @@ def build_attribute_vocabs(
     min_count: int,
     top_k: Mapping[str, int],
     relationship_halves: bool = False,
+    entity_modifiers: bool = False,
 ) -> dict[str, AttributeVocab]:
     """One vocabulary per attribute level from (training) caption parses."""
-    counts = count_labels(parses, relationship_halves)
-    return vocabs_from_counts(counts, min_count, top_k, relationship_halves)
+    counts = count_labels(parses, relationship_halves, entity_modifiers)
+    return vocabs_from_counts(counts, min_count, top_k, relationship_halves, entity_modifiers)
 
 
 @dataclass

@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -384,3 +385,95 @@ def test_ablation_compare_pairs_runs_by_seed(tmp_path):
         ablation.main(["--merge", str(path), "--out", str(out), "--compare", "full-global_only"])
     with pytest.raises(SystemExit):  # checked before any training starts
         ablation.main(["--variants", "full", "--compare", "full:global_only"])
+
+
+def test_oracle_reads_every_caption_back_to_a_video_it_fits():
+    from mcsan.data.synth import generate, synth_config
+
+    oracle = load("oracle_ceiling")
+    benchmark = generate(synth_config("small", seed=3))
+    for split in ("val", "test"):
+        scored = oracle.likelihoods(benchmark, split)
+        own = scored["ideal"][range(len(scored["caption_to_video"])), scored["caption_to_video"]]
+        assert (own > 0).all(), split  # a misread word would rule out the caption's own video
+        assert (scored["role_blind"] >= scored["ideal"] / 2).all()
+    assert oracle.read_noun_phrase("the small grey puppy") == oracle.Mention(
+        oracle.ENTITY_IDS["dog"], oracle.KINDS.index("animal"), oracle.COLOUR_IDS["gray"],
+        oracle.SIZE_IDS["small"])
+    person = oracle.read_noun_phrase("a person in a red hat")
+    assert (person.entity, person.colour) == (oracle.NONE, oracle.COLOUR_IDS["red"])
+
+
+def test_oracle_role_weights_follow_what_the_caption_names():
+    import numpy as np
+
+    from mcsan.data.synth import EntityInstance
+
+    oracle = load("oracle_ceiling")
+    shown = oracle.Entities.of_instances([
+        EntityInstance("dog", "brown", "small"), EntityInstance("dog"), EntityInstance("cat"),
+        EntityInstance("dog", "black", None), None,
+    ])
+    named = oracle.Entities.of_mentions([
+        oracle.read_noun_phrase("a small brown dog"), oracle.read_noun_phrase("a dog"),
+        oracle.read_noun_phrase("an animal"), None,
+    ])
+    assert oracle.role_weights(named, shown).tolist() == [
+        [1.0, 0.0, 0.0, 0.0, 0.0],  # colour and size named: only the small brown dog
+        [0.25, 1.0, 0.0, 0.5, 0.0],  # each unnamed attribute halves the fit
+        [0.25, 1.0, 1.0, 0.5, 0.0],  # "an animal" fits cats too
+        [0.0, 0.0, 0.0, 0.0, 1.0],  # no phrase (intransitive): only a video without object
+    ]
+    assert isinstance(oracle.role_weights(named, shown), np.ndarray)
+
+
+def test_oracle_expected_recalls_by_hand_and_by_simulation():
+    import numpy as np
+
+    oracle = load("oracle_ceiling")
+    # caption 0 (video 0) fits both videos equally; caption 1 fits only its video 1
+    by_hand = oracle.expected_recalls(np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([0, 1]))
+    assert by_hand["t2v_r1"] == pytest.approx(75.0) and by_hand["v2t_r1"] == pytest.approx(100.0)
+    assert by_hand["rsum"] == pytest.approx(575.0)
+    # many ties: the exact expectation equals the mean over random tie-breaks
+    rng = np.random.default_rng(0)
+    likelihood = rng.choice([0.0, 1.0], size=(24, 8))  # posteriors 1/n: ties within columns
+    caption_to_video = np.arange(24) % 8
+    likelihood[np.arange(24), caption_to_video] = 1.0
+    expected = oracle.expected_recalls(likelihood, caption_to_video)
+    posterior = likelihood / likelihood.sum(1, keepdims=True)
+    totals = {key: 0.0 for key in expected}
+    draws = 4000
+    for _ in range(draws):  # break ties with noise far below the gaps, rank by hand
+        noisy = posterior + rng.uniform(0, 1e-9, posterior.shape)
+        truth = noisy[np.arange(24), caption_to_video][:, None]
+        t2v = 1 + (noisy > truth).sum(1)
+        own = caption_to_video[:, None] == np.arange(8)[None, :]
+        best = np.where(own, noisy, -1.0).max(0)
+        v2t = 1 + ((noisy > best) & ~own).sum(0)
+        for k in (1, 5, 10):
+            totals[f"t2v_r{k}"] += 100.0 * np.mean(t2v <= k) / draws
+            totals[f"v2t_r{k}"] += 100.0 * np.mean(v2t <= k) / draws
+    for key in totals:
+        if key != "rsum":
+            assert totals[key] == pytest.approx(expected[key], abs=1.0), key
+
+
+def test_oracle_ceiling_script_on_a_tiny_dataset(tmp_path):
+    from mcsan.data.synth import synth_config, write_synth
+
+    oracle = load("oracle_ceiling")
+    data = write_synth(tmp_path / "data", synth_config("tiny", seed=0), progress=False)
+    out = tmp_path / "oracle.json"
+    assert oracle.main(["--data", str(data), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    for split in ("val", "test"):
+        ideal, blind = results[split]["ideal"], results[split]["role_blind"]
+        assert blind["role_swap_acc"] == pytest.approx(0.5)  # twins tie without roles
+        assert ideal["role_swap_acc"] > 0.9 and ideal["rsum"] > blind["rsum"]
+    assert oracle.main(["--preset", "tiny", "--out", str(tmp_path / "same.json")]) == 0
+    assert json.loads((tmp_path / "same.json").read_text())["results"] == results
+    captions = next((data / "annotation").rglob("*.json"))
+    captions.write_text(captions.read_text().replace("a ", "one ", 1))
+    with pytest.raises(ValueError, match="captions differ"):
+        oracle.main(["--data", str(data), "--out", str(out)])

@@ -164,7 +164,7 @@ def read_caption(caption: SynthCaption) -> tuple[int, Mention, Mention | None, i
 
 @dataclass
 class Entities:
-    """One role (subject or object) over a list of videos or captions, as id arrays.  (n,) each"""
+    """One role (subject or object) over videos or captions, as id arrays of one shape each."""
 
     entity: np.ndarray
     kind: np.ndarray
@@ -190,6 +190,28 @@ class Entities:
 
         return cls(ids("entity"), ids("kind"), ids("colour"), ids("size"))
 
+    def select(self, index) -> Entities:
+        """The same arrays indexed or reshaped: ``np.s_[:, None]`` makes (n,) a column."""
+        return Entities(self.entity[index], self.kind[index], self.colour[index], self.size[index])
+
+
+def role_parts(named: Entities, shown: Entities) -> dict[str, np.ndarray]:
+    """Which parts of a role's phrase fit the video's entity in that role (arrays broadcast).
+
+    ``entity``: the named noun is the entity or its kind ("an animal"); ``colour``, ``size``:
+    not named, or named and the entity's; ``unnamed``: attributes the entity has that the
+    phrase leaves out; ``no_phrase``: the caption names no entity in this role (intransitive).
+    """
+    return {
+        "entity": np.where(named.entity == NONE, named.kind == shown.kind,
+                           named.entity == shown.entity) & (shown.entity != NONE),
+        "colour": (named.colour == NONE) | (named.colour == shown.colour),
+        "size": (named.size == NONE) | (named.size == shown.size),
+        "unnamed": ((named.colour == NONE) & (shown.colour != NONE)).astype(np.int64)
+        + ((named.size == NONE) & (shown.size != NONE)),
+        "no_phrase": named.kind == NONE,
+    }
+
 
 def role_weights(named: Entities, shown: Entities) -> np.ndarray:
     """How well each caption's phrase for one role fits each video's entity in that role.
@@ -199,49 +221,58 @@ def role_weights(named: Entities, shown: Entities) -> np.ndarray:
     = 1/2 (the generator's ``attribute_mention_probability``, checked by the caller), a power
     of two and so exact in floating point: equal likelihoods tie exactly.
     """
-    n, s = (lambda a: a[:, None]), (lambda a: a[None, :])
-    no_phrase = n(named.kind) == NONE  # an intransitive caption has no patient
-    fits = np.where(n(named.entity) == NONE, n(named.kind) == s(shown.kind),
-                    n(named.entity) == s(shown.entity))
-    fits &= s(shown.entity) != NONE
-    for attribute in ("colour", "size"):
-        said, has = n(getattr(named, attribute)), s(getattr(shown, attribute))
-        fits &= (said == NONE) | (said == has)
-    unnamed = sum(
-        ((n(getattr(named, a)) == NONE) & (s(getattr(shown, a)) != NONE)).astype(np.int64)
-        for a in ("colour", "size")
-    )  # (M, N)
-    weights = np.where(fits, 0.5 ** unnamed, 0.0)
-    return np.where(no_phrase, (s(shown.entity) == NONE).astype(np.float64), weights)
+    parts = role_parts(named.select(np.s_[:, None]), shown.select(np.s_[None, :]))
+    weights = np.where(parts["entity"] & parts["colour"] & parts["size"],
+                       0.5 ** parts["unnamed"], 0.0)
+    return np.where(parts["no_phrase"], (shown.entity == NONE)[None, :].astype(float), weights)
 
 
-def likelihoods(benchmark: SynthBenchmark, split: str) -> dict[str, np.ndarray | list]:
-    """Each observer's caption-video likelihoods (up to a per-caption factor) on one split.
+@dataclass
+class SplitContent:
+    """What the captions of a split name and what its videos show, read once."""
 
-    Returns observer -> (M, N) float64, plus ``caption_to_video`` (M,) and ``twin_of`` (N,).
-    """
-    videos: list[VideoSpec] = [benchmark.videos[v] for v in benchmark.splits[split]]
-    index = {v.video_id: i for i, v in enumerate(videos)}
-    captions = [(i, c) for i, v in enumerate(videos) for c in benchmark.captions[v.video_id]]
-    read = [read_caption(c) for _, c in captions]
-    action = np.array([r[0] for r in read])[:, None] == np.array(
-        [ACTION_IDS[v.action] for v in videos])[None, :]  # (M, N)
-    said_scene = np.array([r[3] for r in read])[:, None]
-    scene = (said_scene == NONE) | (said_scene == np.array([SCENE_IDS[v.scene] for v in videos]))
-    agent = Entities.of_mentions([r[1] for r in read])
-    patient = Entities.of_mentions([r[2] for r in read])
-    subject = Entities.of_instances([v.subject for v in videos])
-    obj = Entities.of_instances([v.object for v in videos])
-    shared = action & scene  # (M, N)
-    ideal = shared * role_weights(agent, subject) * role_weights(patient, obj)
-    swapped = shared * role_weights(agent, obj) * role_weights(patient, subject)
-    swappable = (obj.entity != NONE)[None, :]  # an intransitive video has one role only
-    return {
-        "ideal": ideal,
-        "role_blind": np.where(swappable, (ideal + swapped) / 2, ideal),
-        "caption_to_video": np.array([i for i, _ in captions]),
-        "twin_of": np.array([index.get(v.twin or "", NONE) for v in videos]),
-    }
+    video_ids: list[str]
+    caption_to_video: np.ndarray  # (M,) index into video_ids
+    twin_of: np.ndarray  # (N,) index of each video's twin, NONE without one
+    said_action: np.ndarray  # (M,)
+    said_scene: np.ndarray  # (M,) NONE when not named
+    agent: Entities  # (M,) arrays
+    patient: Entities  # (M,)
+    action: np.ndarray  # (N,)
+    scene: np.ndarray  # (N,)
+    subject: Entities  # (N,)
+    object: Entities  # (N,)
+
+    @classmethod
+    def of_split(cls, benchmark: SynthBenchmark, split: str) -> SplitContent:
+        videos: list[VideoSpec] = [benchmark.videos[v] for v in benchmark.splits[split]]
+        index = {v.video_id: i for i, v in enumerate(videos)}
+        captions = [(i, c) for i, v in enumerate(videos) for c in benchmark.captions[v.video_id]]
+        read = [read_caption(c) for _, c in captions]
+        return cls(
+            video_ids=[v.video_id for v in videos],
+            caption_to_video=np.array([i for i, _ in captions]),
+            twin_of=np.array([index.get(v.twin or "", NONE) for v in videos]),
+            said_action=np.array([r[0] for r in read]),
+            said_scene=np.array([r[3] for r in read]),
+            agent=Entities.of_mentions([r[1] for r in read]),
+            patient=Entities.of_mentions([r[2] for r in read]),
+            action=np.array([ACTION_IDS[v.action] for v in videos]),
+            scene=np.array([SCENE_IDS[v.scene] for v in videos]),
+            subject=Entities.of_instances([v.subject for v in videos]),
+            object=Entities.of_instances([v.object for v in videos]),
+        )
+
+
+def likelihoods(content: SplitContent) -> dict[str, np.ndarray]:
+    """Each observer's caption-video likelihoods (up to a per-caption factor).  -> (M, N) each"""
+    c = content
+    shared = c.said_action[:, None] == c.action[None, :]  # (M, N)
+    shared &= (c.said_scene[:, None] == NONE) | (c.said_scene[:, None] == c.scene[None, :])
+    ideal = shared * role_weights(c.agent, c.subject) * role_weights(c.patient, c.object)
+    swapped = shared * role_weights(c.agent, c.object) * role_weights(c.patient, c.subject)
+    swappable = (c.object.entity != NONE)[None, :]  # an intransitive video has one role only
+    return {"ideal": ideal, "role_blind": np.where(swappable, (ideal + swapped) / 2, ideal)}
 
 
 def expected_recalls(likelihood: np.ndarray, caption_to_video: np.ndarray) -> dict[str, float]:
@@ -309,19 +340,104 @@ def fit_counts(likelihood: np.ndarray) -> dict[str, float]:
             "captions_fitting_one_video": float(np.mean(fits == 1))}
 
 
-def study(benchmark: SynthBenchmark, split: str) -> dict[str, dict[str, float]]:
-    scored = likelihoods(benchmark, split)
-    caption_to_video, twin_of = scored["caption_to_video"], scored["twin_of"]
+def study(content: SplitContent) -> dict[str, dict[str, float]]:
+    scored = likelihoods(content)
     return {
         observer: {
-            **expected_recalls(scored[observer], caption_to_video),
-            "role_swap_acc": role_swap_expectation(scored[observer], caption_to_video, twin_of),
-            **fit_counts(scored[observer]),
-            "captions": len(caption_to_video),
-            "videos": len(twin_of),
+            **expected_recalls(likelihood, content.caption_to_video),
+            "role_swap_acc": role_swap_expectation(
+                likelihood, content.caption_to_video, content.twin_of
+            ),
+            **fit_counts(likelihood),
+            "captions": len(content.caption_to_video),
+            "videos": len(content.video_ids),
         }
-        for observer in OBSERVERS
+        for observer, likelihood in scored.items()
     }
+
+
+PARTS = ("action", "scene", "roles", "subject entity", "subject colour", "subject size",
+         "object entity", "object colour", "object size")
+
+
+def error_breakdown(content: SplitContent, top: np.ndarray) -> dict[str, float]:
+    """A model's text->video top-1 errors against what the captions name.
+
+    top (M,): index of each caption's top-1 video. Returns percentages of all captions: the
+    model's R@1; ``wrong video fits`` (the caption fits the wrong video too: no reader of the
+    caption could rule it out); ``wrong video contradicts`` (it does not); and for each part
+    the captions whose wrong video contradicts it (one error may contradict several).
+    ``roles``: the wrong video fits with subject and object exchanged and not as named (a
+    twin, or the same pair the other way round); its entity parts are then not counted.
+    """
+    c = content
+    wrong = np.flatnonzero(top != c.caption_to_video)  # (e,)
+    shown = top[wrong]
+    agent, patient = c.agent.select(wrong), c.patient.select(wrong)
+    subject, obj = c.subject.select(shown), c.object.select(shown)
+
+    def entity_parts(named: Entities, role: Entities) -> dict[str, np.ndarray]:
+        parts = role_parts(named, role)  # (e,) each
+        no_phrase = parts["no_phrase"]
+        return {
+            "entity": np.where(no_phrase, role.entity == NONE, parts["entity"]),
+            "colour": no_phrase | parts["colour"],
+            "size": no_phrase | parts["size"],
+        }
+
+    direct = {f"subject {k}": v for k, v in entity_parts(agent, subject).items()}
+    direct |= {f"object {k}": v for k, v in entity_parts(patient, obj).items()}
+    swapped = {**entity_parts(agent, obj), **{f"o{k}": v for k, v in
+                                             entity_parts(patient, subject).items()}}
+    roles_fit = np.logical_and.reduce(list(swapped.values()))
+    direct_fit = np.logical_and.reduce(list(direct.values()))
+    fits = {
+        "action": c.said_action[wrong] == c.action[shown],
+        "scene": (c.said_scene[wrong] == NONE) | (c.said_scene[wrong] == c.scene[shown]),
+        "roles": direct_fit | ~roles_fit,
+        **{part: ok | (roles_fit & ~direct_fit) for part, ok in direct.items()},
+    }
+    whole = np.logical_and.reduce([fits[part] for part in PARTS])
+    share = 100.0 / len(c.caption_to_video)
+    return {
+        "t2v_r1": 100.0 - share * len(wrong),
+        "wrong video fits": share * int(whole.sum()),
+        "wrong video contradicts": share * int((~whole).sum()),
+        **{part: share * int((~fits[part]).sum()) for part in PARTS},
+    }
+
+
+def checkpoint_errors(checkpoint: Path, content: SplitContent, split: str, data: Path,
+                      prepared: Path | None = None) -> dict:
+    """:func:`error_breakdown` of a trained checkpoint's fused score on ``split`` (prepared
+    data: ``prepared``, else the checkpoint's)."""
+    import torch
+
+    from mcsan.evaluate import encode_split, load_checkpoint_with_data
+
+    model, config, dataset, prepared = load_checkpoint_with_data(
+        checkpoint, data_root=data, prepared_dir=prepared, progress=False, splits=[split]
+    )
+    with torch.no_grad():
+        encoded = encode_split(model, dataset[split], prepared, config, torch.device("cpu"),
+                               progress=False)
+        top = model.fused_similarity(encoded.text_emb, encoded.video_emb).argmax(1).numpy()
+    # the dataset's caption and video order -> the benchmark's (the k-th caption of a video)
+    rows, seen = {}, {}
+    for row, video in enumerate(content.caption_to_video):
+        key = content.video_ids[video]
+        rows[key, seen.setdefault(key, 0)] = row
+        seen[key] += 1
+    column = {video: i for i, video in enumerate(content.video_ids)}
+    order, counted = [], {}
+    for caption in dataset[split].captions:
+        k = counted.setdefault(caption.video_id, 0)
+        counted[caption.video_id] += 1
+        order.append(rows[caption.video_id, k])
+    top_by_row = np.empty_like(content.caption_to_video)
+    top_by_row[order] = [column[encoded.video_ids[i]] for i in top]
+    return {"checkpoint": str(checkpoint), "split": split,
+            **error_breakdown(content, top_by_row)}
 
 
 def load_benchmark(preset: str, settings: list[str], data: Path | None) -> SynthBenchmark:
@@ -364,6 +480,17 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def errors_markdown(rows: list[dict]) -> str:
+    keys = ["t2v_r1", "wrong video fits", "wrong video contradicts", *PARTS]
+    head = ["checkpoint", "split", "t2v R@1", *keys[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        name = Path(row["checkpoint"]).parent.name  # the run, not "best"
+        lines.append("| " + " | ".join([name, row["split"], *[f"{row[k]:.1f}" for k in keys]])
+                     + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default", help="synthetic preset (default: default)")
@@ -372,13 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path,
                         help="a synthetic dataset folder: its config instead of --preset/--synth")
     parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=SPLITS)
+    parser.add_argument("--checkpoints", type=Path, nargs="+", default=[],
+                        help="trained checkpoints on --data: where their t2v top-1 errors are")
+    parser.add_argument("--prepared", type=Path,
+                        help="prepared data of --data (default: the checkpoints' own)")
+    parser.add_argument("--error-split", default="test", choices=SPLITS)
     parser.add_argument("--out", type=Path, help="JSON path")
     args = parser.parse_args(argv)
+    if args.checkpoints and args.data is None:
+        parser.error("--checkpoints needs --data, the synthetic dataset they were trained on")
     started = time.perf_counter()
     benchmark = load_benchmark(args.preset, args.synth_settings, args.data)
-    results = {split: study(benchmark, split) for split in args.splits}
+    results = {split: study(SplitContent.of_split(benchmark, split)) for split in args.splits}
     table = markdown(results)
     print(table)
+    error_rows, errors_table = [], None
+    if args.checkpoints:
+        content = SplitContent.of_split(benchmark, args.error_split)
+        error_rows = [checkpoint_errors(ck, content, args.error_split, args.data, args.prepared)
+                      for ck in args.checkpoints]
+        errors_table = errors_markdown(error_rows)
+        print(errors_table)
     name = "data" if args.data else args.preset
     out = args.out or Path(__file__).parent / "results" / f"oracle_ceiling-{name}.json"
     report = {
@@ -388,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "results": results,
         "table": table,
+        **({"errors": error_rows, "errors_table": errors_table} if error_rows else {}),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

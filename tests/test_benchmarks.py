@@ -393,8 +393,9 @@ def test_oracle_reads_every_caption_back_to_a_video_it_fits():
     oracle = load("oracle_ceiling")
     benchmark = generate(synth_config("small", seed=3))
     for split in ("val", "test"):
-        scored = oracle.likelihoods(benchmark, split)
-        own = scored["ideal"][range(len(scored["caption_to_video"])), scored["caption_to_video"]]
+        content = oracle.SplitContent.of_split(benchmark, split)
+        scored = oracle.likelihoods(content)
+        own = scored["ideal"][range(len(content.caption_to_video)), content.caption_to_video]
         assert (own > 0).all(), split  # a misread word would rule out the caption's own video
         assert (scored["role_blind"] >= scored["ideal"] / 2).all()
     assert oracle.read_noun_phrase("the small grey puppy") == oracle.Mention(
@@ -477,3 +478,44 @@ def test_oracle_ceiling_script_on_a_tiny_dataset(tmp_path):
     captions.write_text(captions.read_text().replace("a ", "one ", 1))
     with pytest.raises(ValueError, match="captions differ"):
         oracle.main(["--data", str(data), "--out", str(out)])
+
+
+def test_oracle_error_breakdown_by_hand():
+    import numpy as np
+
+    from mcsan.data.synth import generate, synth_config
+
+    oracle = load("oracle_ceiling")
+    content = oracle.SplitContent.of_split(generate(synth_config("small", seed=0)), "test")
+    rows = np.arange(len(content.caption_to_video))
+    perfect = oracle.error_breakdown(content, content.caption_to_video.copy())
+    assert perfect["t2v_r1"] == 100.0 and perfect["wrong video contradicts"] == 0.0
+    # every caption of a twin video ranks the twin first: a role error unless the caption
+    # names neither entity precisely enough to tell ("a person chases a person")
+    twin = content.twin_of[content.caption_to_video]
+    has_twin = twin != oracle.NONE
+    top = np.where(has_twin, twin, content.caption_to_video)
+    errors = oracle.error_breakdown(content, top)
+    share = 100.0 / len(rows)
+    assert errors["t2v_r1"] == pytest.approx(100.0 - share * has_twin.sum())
+    assert errors["roles"] + errors["wrong video fits"] == pytest.approx(share * has_twin.sum())
+    assert errors["roles"] > 0.9 * share * has_twin.sum()
+    for part in ("action", "scene", "subject entity", "object colour"):
+        assert errors[part] == 0.0, part  # a twin differs in roles only
+
+
+def test_oracle_error_breakdown_of_a_checkpoint(tiny_checkpoint, tiny_prepared, tmp_path, one_thread):
+    oracle = load("oracle_ceiling")
+    root, prepared = tiny_prepared
+    out = tmp_path / "errors.json"
+    assert oracle.main(["--data", str(root), "--prepared", str(prepared), "--splits", "val",
+                        "--checkpoints", str(tiny_checkpoint.best_dir), "--error-split", "val",
+                        "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["errors"][0]
+    metrics = json.loads((tiny_checkpoint.best_dir / "metrics.json").read_text())
+    assert metrics["split"] == "val"
+    assert row["t2v_r1"] == pytest.approx(metrics["fused"]["t2v_r1"])  # no exact ties in floats
+    assert row["wrong video fits"] + row["wrong video contradicts"] == pytest.approx(
+        100.0 - row["t2v_r1"])
+    with pytest.raises(SystemExit):
+        oracle.main(["--checkpoints", str(tiny_checkpoint.best_dir)])  # which data?

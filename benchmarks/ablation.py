@@ -79,6 +79,11 @@ VARIANTS: dict[str, list[str]] = {
     # the adjectives of the entities ("small", "brown", the "red" of "in a red shirt") as entity
     # labels and span tokens (vocab.entity_modifiers; own prepared directory, same parses)
     "entity_modifiers": ["vocab.entity_modifiers=true"],
+    # fusion weights in training near the ones mcsan calibrate picks on validation for the full
+    # model (entity and action 0-0.5, relationship 1-2): the fused ranking loss leans on roles
+    "relationship_weighted": [
+        "model.level_weights={global: 1.0, entity: 0.5, action: 0.5, relationship: 2.0}"
+    ],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],

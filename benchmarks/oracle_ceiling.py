@@ -30,8 +30,14 @@ Two observers:
   model that reads no roles (a bag of words over a frame average); ``ideal - role_blind`` is
   the most that reading roles can add on this split.
 
+``--checkpoints`` also says where trained models' text->video top-1 errors are: the wrong
+video fits the caption (the ideal observer could not rule it out either), or it contradicts
+the caption's action, scene, roles, an entity, a colour or a size (:func:`error_breakdown`).
+
     .venv/bin/python benchmarks/oracle_ceiling.py --preset default
     .venv/bin/python benchmarks/oracle_ceiling.py --data runs/ablation/data
+    .venv/bin/python benchmarks/oracle_ceiling.py --data runs/ablation/data --splits test \
+        --checkpoints runs/ablation/runs/full-seed0/best ...
 
 The benchmark is regenerated from its config (``--data`` reads it from ``synth_meta.json``
 and checks that the regenerated captions are the dataset's); no model or feature is loaded.
@@ -144,6 +150,7 @@ def read_caption(caption: SynthCaption) -> tuple[int, Mention, Mention | None, i
         end = stop
     rest.append(caption.text[end:])
     rest_text = " | ".join(rest)
+
     def named(phrases: dict[str, int]) -> list[str]:  # the longest phrases found ("runs after")
         found = [p for p in phrases if re.search(rf"\b{re.escape(p)}\b", rest_text)]
         return [p for p in found if not any(p != q and p in q for q in found)]

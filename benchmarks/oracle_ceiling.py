@@ -51,6 +51,8 @@ import json
 import re
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -392,12 +394,13 @@ def error_breakdown(content: SplitContent, top: np.ndarray) -> dict[str, float]:
             "size": no_phrase | parts["size"],
         }
 
+    def all_fit(*parts: dict[str, np.ndarray]) -> np.ndarray:
+        return np.logical_and.reduce([ok for p in parts for ok in p.values()])
+
     direct = {f"subject {k}": v for k, v in entity_parts(agent, subject).items()}
     direct |= {f"object {k}": v for k, v in entity_parts(patient, obj).items()}
-    swapped = {**entity_parts(agent, obj), **{f"o{k}": v for k, v in
-                                             entity_parts(patient, subject).items()}}
-    roles_fit = np.logical_and.reduce(list(swapped.values()))
-    direct_fit = np.logical_and.reduce(list(direct.values()))
+    roles_fit = all_fit(entity_parts(agent, obj), entity_parts(patient, subject))
+    direct_fit = all_fit(direct)
     fits = {
         "action": c.said_action[wrong] == c.action[shown],
         "scene": (c.said_scene[wrong] == NONE) | (c.said_scene[wrong] == c.scene[shown]),
@@ -412,6 +415,16 @@ def error_breakdown(content: SplitContent, top: np.ndarray) -> dict[str, float]:
         "wrong video contradicts": share * int((~whole).sum()),
         **{part: share * int((~fits[part]).sum()) for part in PARTS},
     }
+
+
+def caption_keys(video_of_each_caption: Iterable[str]) -> list[tuple[str, int]]:
+    """(video id, k) of each caption in a list: it is the k-th caption of its video there."""
+    seen: Counter[str] = Counter()
+    keys = []
+    for video in video_of_each_caption:
+        keys.append((video, seen[video]))
+        seen[video] += 1
+    return keys
 
 
 def checkpoint_errors(checkpoint: Path, content: SplitContent, split: str, data: Path,
@@ -430,17 +443,10 @@ def checkpoint_errors(checkpoint: Path, content: SplitContent, split: str, data:
                                progress=False)
         top = model.fused_similarity(encoded.text_emb, encoded.video_emb).argmax(1).numpy()
     # the dataset's caption and video order -> the benchmark's (the k-th caption of a video)
-    rows, seen = {}, {}
-    for row, video in enumerate(content.caption_to_video):
-        key = content.video_ids[video]
-        rows[key, seen.setdefault(key, 0)] = row
-        seen[key] += 1
+    rows = {key: row for row, key in enumerate(
+        caption_keys(content.video_ids[v] for v in content.caption_to_video))}
+    order = [rows[key] for key in caption_keys(c.video_id for c in dataset[split].captions)]
     column = {video: i for i, video in enumerate(content.video_ids)}
-    order, counted = [], {}
-    for caption in dataset[split].captions:
-        k = counted.setdefault(caption.video_id, 0)
-        counted[caption.video_id] += 1
-        order.append(rows[caption.video_id, k])
     top_by_row = np.empty_like(content.caption_to_video)
     top_by_row[order] = [column[encoded.video_ids[i]] for i in top]
     return {"checkpoint": str(checkpoint), "split": split,

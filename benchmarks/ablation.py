@@ -84,6 +84,11 @@ VARIANTS: dict[str, list[str]] = {
     "relationship_weighted": [
         "model.level_weights={global: 1.0, entity: 0.5, action: 0.5, relationship: 2.0}"
     ],
+    # relationship_weighted, then its fusion weights chosen on validation after training
+    "relationship_weighted_val_fusion": [
+        "model.level_weights={global: 1.0, entity: 0.5, action: 0.5, relationship: 2.0}",
+        "train.calibrate_fusion=true",
+    ],
     "neighbour_batches": ["train.neighbour_batches=true"],
     # half the epochs: as many steps as the full model's (an epoch of them takes twice the steps)
     "neighbour_batches_same_steps": ["train.neighbour_batches=true", "train.epochs={half_epochs}"],

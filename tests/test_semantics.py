@@ -541,6 +541,184 @@ def test_participles_stay_after_other_prepositions_and_past_participles_stay():
         assert deps(t) == before
 
 
+def test_the_noun_phrase_after_a_retagged_verb_becomes_its_object():
+    # spaCy: "[a dog-bites] a piglet", "a dog bites" the subject of the root "piglet"
+    t = tree(
+        "a/DT/DET/det/2 dog/NN/NOUN/compound/2 bites/NNS/NOUN/nsubj/4 a/DT/DET/det/4 "
+        "piglet/NN/NOUN/ROOT/4"
+    )
+    assert repair_tree(t) == ["singular_det_plural_noun", "object_of_retagged_verb"]
+    assert deps(t)[1:] == [
+        "dog/NOUN/nsubj>2", "bites/VERB/ROOT>2", "a/DET/det>4", "piglet/NOUN/dobj>2"
+    ]
+    assert extract(t).labels("relationship") == ["dog|bite|piglet"]
+    # spaCy: "a lady in a green [shirt-bites], a guy in a zoo": "guy" an apposition of "lady"
+    t = tree(
+        "a/DT/DET/det/1 lady/NN/NOUN/ROOT/1 in/IN/ADP/prep/1 a/DT/DET/det/6 "
+        "green/JJ/ADJ/amod/6 shirt/NN/NOUN/compound/6 bites/NNS/NOUN/pobj/2 a/DT/DET/det/8 "
+        "guy/NN/NOUN/appos/1 in/IN/ADP/prep/8 a/DT/DET/det/11 zoo/NN/NOUN/pobj/9"
+    )
+    assert repair_tree(t) == ["singular_det_plural_noun", "object_of_retagged_verb"]
+    assert set(extract(t).labels("relationship")) == {
+        "lady|in|shirt", "lady|bite|guy", "guy|in|zoo"
+    }
+    # spaCy: "a kid greets" with "a boy" an adverbial noun of "greets"
+    t = tree(
+        "a/DT/DET/det/1 kid/NN/NOUN/nsubj/2 greets/NNS/NOUN/ROOT/2 a/DT/DET/det/4 "
+        "boy/NN/NOUN/npadvmod/2"
+    )
+    assert repair_tree(t) == ["noun_with_verb_dependents", "object_of_retagged_verb"]
+    assert extract(t).labels("relationship") == ["kid|greet|boy"]
+
+
+def test_no_object_is_taken_across_a_preposition_or_by_a_verb_spacy_tagged():
+    # spaCy: "a woman in a red [dress-talks] to a man": "to a man" stays a phrase of "talks"
+    t = tree(
+        "a/DT/DET/det/1 woman/NN/NOUN/ROOT/1 in/IN/ADP/prep/1 a/DT/DET/det/6 "
+        "red/JJ/ADJ/amod/6 dress/NN/NOUN/compound/6 talks/NNS/NOUN/pobj/2 to/IN/ADP/prep/6 "
+        "a/DT/DET/det/9 man/NN/NOUN/pobj/7"
+    )
+    assert repair_tree(t) == ["singular_det_plural_noun"]
+    assert set(extract(t).labels("relationship")) == {
+        "woman|in|dress", "woman|talk|", "woman|to|man"
+    }
+    # spaCy's own verb: "a man walks a mile" keeps "mile" an adverbial noun
+    t = tree(
+        "a/DT/DET/det/1 man/NN/NOUN/nsubj/2 walks/VBZ/VERB/ROOT/2 a/DT/DET/det/4 "
+        "mile/NN/NOUN/npadvmod/2"
+    )
+    assert repair_tree(t) == []
+    assert extract(t).labels("relationship") == ["man|walk|"]
+
+
+def test_a_participle_read_as_an_adjective_with_an_object_or_agent_is_a_verb():
+    # spaCy: "a guy is frightening(JJ, acomp) a kid(attr of is)"
+    t = tree(
+        "a/DT/DET/det/1 guy/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 frightening/JJ/ADJ/acomp/2 "
+        "a/DT/DET/det/5 kid/NN/NOUN/attr/2"
+    )
+    assert repair_tree(t) == ["verb_read_as_adjective"]
+    assert deps(t)[1:] == [
+        "guy/NOUN/nsubj>3", "is/AUX/aux>3", "frightening/VERB/ROOT>3", "a/DET/det>5",
+        "kid/NOUN/dobj>3",
+    ]
+    assert extract(t).labels("relationship") == ["guy|frighten|kid"]
+    # "the person is frightening the lady", the lady the adjective's object
+    t = tree(
+        "the/DT/DET/det/1 person/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 frightening/JJ/ADJ/acomp/2 "
+        "the/DT/DET/det/5 lady/NN/NOUN/dobj/3"
+    )
+    assert repair_tree(t) == ["verb_read_as_adjective"]
+    assert extract(t).labels("relationship") == ["person|frighten|lady"]
+    # "there is a woman frightening(JJ, acl) a kid"
+    t = tree(
+        "there/EX/PRON/expl/1 is/VBZ/VERB/ROOT/1 a/DT/DET/det/3 woman/NN/NOUN/attr/1 "
+        "frightening/JJ/ADJ/acl/3 a/DT/DET/det/6 kid/NN/NOUN/dobj/4"
+    )
+    assert repair_tree(t) == ["verb_read_as_adjective"]
+    assert extract(t).labels("relationship") == ["woman|frighten|kid"]
+    # "a person is scared(acomp) by a woman": a passive with its agent
+    t = tree(
+        "a/DT/DET/det/1 person/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 scared/VBN/VERB/acomp/2 "
+        "by/IN/ADP/agent/3 a/DT/DET/det/6 woman/NN/NOUN/pobj/4"
+    )
+    assert repair_tree(t) == ["verb_read_as_adjective"]
+    assert extract(t).labels("relationship") == ["woman|scare|person"]
+
+
+def test_adjectives_after_be_without_object_or_agent_stay():
+    for spec in (
+        # "the food is amazing"
+        "the/DT/DET/det/1 food/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 amazing/JJ/ADJ/acomp/2",
+        # "a man is scared"
+        "a/DT/DET/det/1 man/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 scared/VBN/VERB/acomp/2",
+        # "a man is happy(acomp) a lot": not an -ing form
+        "a/DT/DET/det/1 man/NN/NOUN/nsubj/2 is/VBZ/AUX/ROOT/2 happy/JJ/ADJ/acomp/2 "
+        "a/DT/DET/det/5 lot/NN/NOUN/attr/2",
+    ):
+        t = tree(spec)
+        before = deps(t)
+        assert repair_tree(t) == []
+        assert deps(t) == before
+
+
+def test_a_participle_read_as_a_preposition_takes_a_subject_and_an_object():
+    # spaCy: "a woman in a grey hat following(prep of woman) a gentleman(pobj)"
+    t = tree(
+        "a/DT/DET/det/1 woman/NN/NOUN/ROOT/1 in/IN/ADP/prep/1 a/DT/DET/det/5 "
+        "grey/JJ/ADJ/amod/5 hat/NN/NOUN/pobj/2 following/VBG/VERB/prep/1 a/DT/DET/det/8 "
+        "gentleman/NN/NOUN/pobj/6"
+    )
+    assert repair_tree(t) == ["verb_as_preposition"]
+    assert set(extract(t).labels("relationship")) == {"woman|in|hat", "woman|follow|gentleman"}
+    # spaCy: "there is the boy, following(prep of is) a cook"
+    t = tree(
+        "there/EX/PRON/expl/1 is/VBZ/VERB/ROOT/1 the/DT/DET/det/3 boy/NN/NOUN/attr/1 "
+        "following/VBG/VERB/prep/1 a/DT/DET/det/6 cook/NN/NOUN/pobj/4"
+    )
+    assert repair_tree(t) == ["verb_as_preposition"]
+    assert extract(t).labels("relationship") == ["boy|follow|cook"]
+    # on a verb it stays a preposition: "a man talks regarding(prep of talks) cars"
+    t = tree(
+        "a/DT/DET/det/1 man/NN/NOUN/nsubj/2 talks/VBZ/VERB/ROOT/2 regarding/VBG/VERB/prep/2 "
+        "cars/NNS/NOUN/pobj/3"
+    )
+    assert repair_tree(t) == []
+    assert set(extract(t).labels("relationship")) == {"man|talk|", "man|regarding|car"}
+
+
+def test_a_place_phrase_right_after_the_agent_describes_the_agent():
+    # spaCy hangs both "in" phrases on "pushed": the child would wear the hat
+    t = tree(
+        "a/DT/DET/det/1 child/NN/NOUN/nsubjpass/3 is/VBZ/AUX/auxpass/3 pushed/VBN/VERB/ROOT/3 "
+        "by/IN/ADP/agent/3 a/DT/DET/det/6 dancer/NN/NOUN/pobj/4 in/IN/ADP/prep/3 "
+        "a/DT/DET/det/10 pink/JJ/ADJ/amod/10 hat/NN/NOUN/pobj/7 in/IN/ADP/prep/3 "
+        "the/DT/DET/det/13 kitchen/NN/NOUN/pobj/11"
+    )
+    assert repair_tree(t) == ["phrase_after_agent"]
+    assert set(extract(t).labels("relationship")) == {
+        "dancer|push|child", "dancer|in|hat", "child|in|kitchen"
+    }
+
+
+def test_a_noun_tagged_as_an_adjective_is_a_noun_where_only_a_noun_fits():
+    # spaCy: "there is a kitten(JJ, attr) shoving the guy"
+    t = tree(
+        "there/EX/PRON/expl/1 is/VBZ/VERB/ROOT/1 a/DT/DET/det/3 kitten/JJ/ADJ/attr/1 "
+        "shoving/VBG/VERB/acl/3 the/DT/DET/det/6 guy/NN/NOUN/dobj/4"
+    )
+    assert repair_tree(t) == ["noun_read_as_adjective"]
+    assert extract(t).labels("relationship") == ["kitten|shove|guy"]
+    assert extract(t).labels("entity") == ["kitten", "guy"]
+    # spaCy: "a kitten(JJ, amod of the verb) tickling a man"
+    t = tree(
+        "a/DT/DET/det/1 kitten/JJ/ADJ/amod/2 tickling/VBG/VERB/ROOT/2 a/DT/DET/det/4 "
+        "man/NN/NOUN/dobj/2"
+    )
+    assert repair_tree(t) == ["noun_read_as_adjective"]
+    assert extract(t).labels("relationship") == ["kitten|tickle|man"]
+    # spaCy: "a kitten(JJ)-attacks(NNS) a man": the determiner rule takes the tagged adjective
+    t = tree(
+        "a/DT/DET/det/2 kitten/JJ/ADJ/amod/2 attacks/NNS/NOUN/ROOT/2 a/DT/DET/det/4 "
+        "man/NN/NOUN/appos/2"
+    )
+    assert repair_tree(t) == ["singular_det_plural_noun", "object_of_retagged_verb"]
+    assert extract(t).labels("relationship") == ["kitten|attack|man"]
+    # adjectives of the dictionary and function words stay: "a red(JJ) car", "the
+    # little(JJ, attr)", "a toy(JJ, before a noun) car", "each other(JJ, dobj)"
+    for spec in (
+        "two/CD/NUM/nummod/1 men/NNS/NOUN/nsubj/2 hug/VBP/VERB/ROOT/2 each/DT/DET/det/4 "
+        "other/JJ/ADJ/dobj/2",
+        "a/DT/DET/det/2 red/JJ/ADJ/amod/2 car/NN/NOUN/ROOT/2",
+        "the/DT/DET/det/1 little/JJ/ADJ/ROOT/1",
+        "a/DT/DET/det/2 toy/JJ/ADJ/amod/2 car/NN/NOUN/ROOT/2",
+    ):
+        t = tree(spec)
+        before = deps(t)
+        assert repair_tree(t) == []
+        assert deps(t) == before
+
+
 # ----- the cache and the parser -------------------------------------------------------------
 TEXTS = ["a man is riding a horse", "a woman sits on a bench", "a man is riding a horse"]
 

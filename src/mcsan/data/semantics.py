@@ -103,6 +103,28 @@ Measured on the 140,200 MSR-VTT train/val captions with
    other 5,799, 42 are real compounds ("student loans", "potato wedges") and 8 are missed
    verbs ("girl talks on the phone", "the huge crowd cheers"). Of 27 "is/are <X>ing" with
    the -ing word tagged as a noun, 22 become verbs.
+3. **Arguments on the wrong word** (parser version 5). A second pass re-attaches what the
+   first pass, or spaCy, leaves stranded:
+
+   - ``noun_read_as_adjective``: a noun tagged JJ ("a kitten", "a pony"; the dictionary lists
+     it as a noun, never as an adjective, and it is no stop word like the "other" of "each
+     other") with its own determiner, where only a noun fits, becomes a noun (it runs
+     first; the determiner rule above also accepts it as the subject: "a kitten attacks").
+   - ``object_of_retagged_verb``: the noun phrase right after a verb that a repair made of a
+     noun is its direct object; spaCy had hung it elsewhere ("a dog bites [a piglet]" with
+     the verb the subject of "piglet", "a lady in a shirt bites [a guy]" an apposition).
+   - ``verb_read_as_adjective``: an -ing "adjective" with a noun phrase after it is a verb
+     ("a guy is frightening a kid"); a participle after *be* with a by-agent is a passive
+     ("a person is scared by a woman").
+   - ``verb_as_preposition``: a participle after a noun that spaCy reads as a preposition
+     ("a woman following a gentleman", "a dish including cheese") describes the noun and
+     takes the next noun as its object; on a verb it stays a preposition ("talks regarding").
+   - ``phrase_after_agent``: a phrase of "in", "at" or "on" right after a passive's by-agent
+     describes the agent ("a child is pushed by a dancer [in a pink hat]"), not the patient.
+
+   On the 10,800 transitive validation and test captions of the synthetic default preset,
+   the captions whose parse misses or reverses the event's roles fall from 4.7 % to 1.1 %;
+   ``benchmarks/README.md`` has what the rules change on MSR-VTT and their hand checks.
 """
 
 from __future__ import annotations

@@ -519,3 +519,26 @@ def test_oracle_error_breakdown_of_a_checkpoint(tiny_checkpoint, tiny_prepared, 
         100.0 - row["t2v_r1"])
     with pytest.raises(SystemExit):
         oracle.main(["--checkpoints", str(tiny_checkpoint.best_dir)])  # which data?
+
+
+def test_parser_diff_names_the_rule_behind_each_changed_caption(tmp_path):
+    """An old parser without one rule: only the caption that rule repairs differs, and its
+    sample shows the relationship each version alone finds."""
+    old_src = tmp_path / "old_src"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "src", old_src)
+    semantics_file = old_src / "mcsan" / "data" / "semantics.py"
+    text = semantics_file.read_text()
+    assert "        repair_phrase_after_agent,\n" in text
+    semantics_file.write_text(text.replace("        repair_phrase_after_agent,\n", ""))
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a child is pushed by a dancer in a pink hat\na man is riding a horse\n")
+    out = tmp_path / "diff.json"
+    parser_diff = load("parser_diff")
+    assert parser_diff.main(
+        ["--old-src", str(old_src), "--captions", str(captions), "--out", str(out)]
+    ) == 0
+    result = json.loads(out.read_text())
+    assert result["captions"] == 2 and result["changed_captions"] == 1
+    assert result["changed_captions_by_rule"] == {"phrase_after_agent": 1}
+    (sample,) = result["samples"]["phrase_after_agent"]
+    assert sample["old_only"] == ["child|in|hat"] and sample["new_only"] == ["dancer|in|hat"]

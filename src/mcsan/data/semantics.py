@@ -670,7 +670,7 @@ def repair_verb_read_as_adjective(tree: Tree, node: Node) -> str | None:
     on the adjective. An -ing form with a noun phrase after it is a verb with that object; a
     participle after *be* with a by-agent is a passive verb. ("the food is amazing", "a man
     is scared" have neither and stay adjectives.)"""
-    if node.pos != "ADJ" and node.tag != "VBN" or tree.is_root(node):
+    if (node.pos != "ADJ" and node.tag != "VBN") or tree.is_root(node):
         return None
     be = tree.head(node)
     after_be = node.dep == "acomp" and be.text in BE_FORMS

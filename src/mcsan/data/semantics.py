@@ -787,8 +787,7 @@ def repair_tree(tree: Tree) -> list[str]:
     """Retag verbs that spaCy read as nouns or adjectives, then re-attach objects and phrases
     that it hung on the wrong word (see the module docstring); the names of the rules that
     fired, in order."""
-    fired: list[str] = []
-    noun_rules = (
+    retagging = (  # spaCy's nouns that are verbs (each looks at noun tokens only)
         repair_noun_after_determiner,
         repair_progressive_after_be,
         repair_noun_with_verb_dependents,
@@ -797,21 +796,21 @@ def repair_tree(tree: Tree) -> list[str]:
         repair_coordinated_verb,
         repair_participle_after_prepositional_phrase,
     )
-    for node in tree.nodes:
-        if name := repair_noun_read_as_adjective(tree, node):
-            fired.append(name)
-    for rule in noun_rules:
-        for node in tree.nodes:
-            if node.pos in NOUN_POS and (name := rule(tree, node)):
-                fired.append(name)
-    for rule in (
+    attachment = (  # what the first pass, or spaCy, left on the wrong word (any token)
         repair_verb_read_as_adjective,
         repair_object_of_retagged_verb,
         repair_verb_as_preposition,
         repair_phrase_after_agent,
-    ):
+    )
+    passes = [
+        (repair_noun_read_as_adjective, False),
+        *((rule, True) for rule in retagging),
+        *((rule, False) for rule in attachment),
+    ]
+    fired: list[str] = []
+    for rule, nouns_only in passes:
         for node in tree.nodes:
-            if name := rule(tree, node):
+            if (not nouns_only or node.pos in NOUN_POS) and (name := rule(tree, node)):
                 fired.append(name)
     return fired
 

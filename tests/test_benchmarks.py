@@ -46,6 +46,7 @@ def test_ablation_short_mode(ablation_short):
     for variant, runs in report["runs"].items():
         assert len(runs) == 1 and 0 < runs[0]["rsum"] <= 600, variant
         assert 0.0 <= runs[0]["role_swap_acc"] <= 1.0
+        assert runs[0]["device"] == "cpu"  # CI has no GPU; on one, the GPU's name
     assert "| full |" in report["table"]
 
 
@@ -233,6 +234,36 @@ def test_ablation_merge_combines_files_and_refuses_a_run_twice(tmp_path):
     harder = ablation_report(tmp_path / "c.json", {"full": [5]}, ["role_swap_fraction=0.6"])
     with pytest.raises(SystemExit, match="synth settings"):
         ablation.main(["--merge", str(first), str(harder), "--out", str(tmp_path / "x.json")])
+
+
+def test_ablation_merge_keeps_each_input_machine_and_labels_rows_with_their_device(tmp_path):
+    ablation = load("ablation")
+    gpu = {"platform": "Linux-gpu", "threads": 3, "cuda": "NVIDIA H200"}
+    cpu = {"platform": "Linux-cpu", "threads": 1, "cuda": None}
+    files = []
+    for name, machine, seeds in (("g.json", gpu, [3, 4]), ("c.json", cpu, [0])):
+        path = ablation_report(tmp_path / name, {"full": seeds, "global_only_warmup": seeds}, [])
+        report = json.loads(path.read_text())
+        report["machine"] = machine
+        path.write_text(json.dumps(report))
+        files.append(str(path))
+    out = tmp_path / "merged.json"
+    assert ablation.main(["--merge", *files, "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["machines"] == [gpu, cpu] and "machine" not in merged
+    devices = {(r["seed"], r["device"]) for r in merged["runs"]["full"]}
+    assert devices == {(3, "NVIDIA H200"), (4, "NVIDIA H200"), (0, "cpu")}
+    # merged again with a third file: the machines of all three, each once, rows as labelled
+    more = ablation_report(tmp_path / "m.json", {"full": [1]}, [])
+    report = json.loads(more.read_text())
+    report["machine"] = cpu
+    more.write_text(json.dumps(report))
+    again = tmp_path / "again.json"
+    assert ablation.main(["--merge", str(out), str(more), "--out", str(again)]) == 0
+    merged = json.loads(again.read_text())
+    assert merged["machines"] == [gpu, cpu]
+    assert {r["seed"]: r["device"] for r in merged["runs"]["full"]} == {
+        3: "NVIDIA H200", 4: "NVIDIA H200", 0: "cpu", 1: "cpu"}
 
 
 def test_ablation_merge_renames_runs_and_keeps_variants_it_no_longer_defines(tmp_path):

@@ -35,7 +35,7 @@ class DataConfig:
 class VocabConfig:
     min_count: int = 2  # drop attributes seen fewer times than this in training captions
     # relationship: 2,000 since 2026-11-26 (500 before), room for the role halves of rarer
-    # entities (README, "Results")
+    # entities (docs/results-history.md)
     top_k: dict[str, int] = field(
         default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 2000}
     )

@@ -12,6 +12,7 @@ which is used for this analysis only, never for training.
     .venv/bin/python benchmarks/ablation.py                 # full: preset "default", 3 seeds,
                                                             # 20 epochs (~40 min a full run)
     .venv/bin/python benchmarks/ablation.py --short         # CI-sized smoke run
+    .venv/bin/python benchmarks/ablation.py --jobs 4        # four runs at a time (a GPU, cores)
     .venv/bin/python benchmarks/ablation.py --preset small --variants full global_only
     .venv/bin/python benchmarks/ablation.py --merge a.json b.json --compare full:global_only
 
@@ -37,19 +38,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from mcsan.config import Config, apply_overrides
+from mcsan.data.dataset import Dataset
 from mcsan.data.layouts import read_dataset
-from mcsan.data.prepare import CACHE_FILE, VOCAB_FILE, load_prepared, prepare
+from mcsan.data.prepare import CACHE_FILE, VOCAB_FILE, PreparedData, load_prepared, prepare
 from mcsan.data.synth import read_synth_meta, synth_config, twin_indices, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
@@ -190,18 +196,10 @@ def run(
     resume: bool = False,
 ) -> dict:
     data_root = out_dir / "data"
-    synth = synth_config(preset, synth_settings, seed=0)
-    write_synth(data_root, synth, overwrite=True, progress=False)
+    dataset = synthesize(preset, synth_settings, data_root)
     meta = read_synth_meta(data_root)
-    dataset = read_dataset(data_root, progress=False)
     base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
-    if prepared_from is None:
-        prepared_dir = out_dir / "prepared"
-        prepared = prepare(dataset, prepared_dir, base.vocab, progress=False)
-    else:
-        prepared_dir = prepared_from
-        prepared = load_prepared(prepared_dir, dataset)  # checks these are its captions
-        check_vocab_settings(prepared_dir, base)
+    prepared_dir, prepared = prepare_base(dataset, base, out_dir, prepared_from)
     # vocab settings (as JSON) -> their prepared directory and data; a variant that changes
     # them is prepared again beside the base, from the base's parse cache (nothing re-parsed)
     preparations = {vocab_key(base): (prepared_dir, prepared)}
@@ -253,6 +251,87 @@ def run(
                   f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
                   flush=True)
     return rows
+
+
+def synthesize(preset: str, synth_settings: Sequence[str], data_root: Path) -> Dataset:
+    """Write the preset's synthetic benchmark (synthetic seed 0) to ``data_root``; its splits."""
+    write_synth(data_root, synth_config(preset, synth_settings, seed=0), overwrite=True,
+                progress=False)
+    return read_dataset(data_root, progress=False)
+
+
+def prepare_base(
+    dataset: Dataset, base: Config, out_dir: Path, prepared_from: Path | None
+) -> tuple[Path, PreparedData]:
+    """The base config's prepared data: ``prepared_from`` (checked against the captions and
+    the vocab settings) or prepared now in ``out_dir/prepared``."""
+    if prepared_from is None:
+        prepared_dir = out_dir / "prepared"
+        return prepared_dir, prepare(dataset, prepared_dir, base.vocab, progress=False)
+    prepared = load_prepared(prepared_from, dataset)  # checks these are its captions
+    check_vocab_settings(prepared_from, base)
+    return prepared_from, prepared
+
+
+def run_in_processes(
+    args: argparse.Namespace, epochs: int, out: Path, pairs: list[tuple[str, str]], command: str
+) -> int:
+    """Each (variant, seed) run of ``args`` in a process of its own (this script, one seed and
+    one variant), up to ``args.jobs`` at once, then one report merged from theirs as
+    ``--merge`` makes it. The data is prepared once, here, unless ``--prepared`` names a
+    folder. Each process gets ``OMP_NUM_THREADS`` = cores // jobs unless it is set. A run that
+    fails does not stop the others: the report then holds the runs that finished, and the
+    error names each failed run's log."""
+    if args.prepared is None:
+        dataset = synthesize(args.preset, args.synth_settings, args.work / "data")
+        base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
+        prepared_dir, _ = prepare_base(dataset, base, args.work, None)
+    else:
+        prepared_dir = args.prepared
+    jobs_dir = args.work / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+
+    def run_one(variant: str, seed: int) -> int:
+        name = f"{variant}-seed{seed}"
+        child = [sys.executable, str(Path(__file__).resolve()), "--preset", args.preset,
+                 "--epochs", str(epochs), "--seeds", str(seed), "--variants", variant,
+                 "--work", str(jobs_dir / name), "--prepared", str(prepared_dir),
+                 "--out", str(jobs_dir / f"{name}.json")]
+        child += [flag for setting in args.synth_settings for flag in ("--synth-set", setting)]
+        if args.text_backbone is not None:
+            child += ["--text-backbone", str(args.text_backbone)]
+        if args.resume:
+            child.append("--resume")
+        with (jobs_dir / f"{name}.log").open("w") as log:
+            return subprocess.run(child, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=env).returncode
+
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_one, *run_key): run_key for run_key in runs}
+        codes = {}
+        for future in tqdm(as_completed(futures), total=len(runs), desc="ablation runs"):
+            codes[futures[future]] = future.result()
+    finished = [jobs_dir / f"{v}-seed{s}.json" for v, s in runs if codes[(v, s)] == 0]
+    failed = [f"{v} seed {s} (exit {codes[(v, s)]}, log {jobs_dir / f'{v}-seed{s}.log'})"
+              for v, s in runs if codes[(v, s)] != 0]
+    if finished:  # a comparison needs both of its variants: only when every run finished
+        merge(finished, out, pairs=[] if failed else pairs)
+        report = json.loads(out.read_text())
+        report.update(command=command, jobs=args.jobs, seconds=time.perf_counter() - started)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    if failed:
+        kept = (f"the {len(finished)} that finished are in {out} (without comparisons)"
+                if finished else "none finished")
+        raise SystemExit(
+            f"{len(failed)} of {len(runs)} runs failed: {'; '.join(failed)}. {kept}. Fix the "
+            "cause and run the same command with --resume: finished runs are then only "
+            "evaluated again, interrupted ones continue from their last epoch."
+        )
+    return 0
 
 
 def device_label(device: torch.device) -> str:
@@ -412,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue runs already in WORK/runs (a finished one is not trained "
                         "again, only evaluated: with train.calibrate_fusion its best checkpoint "
                         "is calibrated)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run up to N (variant, seed) runs at once, each in its own process "
+                        "(OMP_NUM_THREADS = cores // N unless set; they share one GPU where there "
+                        "is one); their logs and result files go to WORK/jobs, the merged report "
+                        "to --out")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="combine result files of earlier (e.g. parallel) runs into one table")
@@ -437,9 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     not_run = sorted({v for pair in pairs for v in pair} - set(args.variants))
     if not_run:  # say so now, not after hours of training
         parser.error(f"--compare names {', '.join(not_run)}, which --variants does not run")
+    if args.jobs < 1:
+        parser.error(f"--jobs takes a positive count, got {args.jobs}")
     epochs = args.epochs or EPOCHS.get(args.preset, 10)
     out = args.out or Path(__file__).parent / "results" / (
         "ablation-short.json" if args.short else f"ablation-{args.preset}.json")
+    command = "python benchmarks/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.jobs > 1:
+        return run_in_processes(args, epochs, out, pairs, command)
     started = time.perf_counter()
     rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings,
                args.prepared, args.text_backbone, args.resume)
@@ -447,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(summary)
     print(table)
     report = {
-        "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command,
         "preset": args.preset,
         "synth_settings": args.synth_settings,
         "epochs": epochs,

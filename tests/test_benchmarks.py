@@ -150,6 +150,50 @@ def test_ablation_resumes_a_finished_run_to_calibrate_its_fusion_weights(ablatio
         assert row["rsum"] == full["rsum"]
 
 
+RUN_METRICS = ("rsum", "val_rsum", "t2v_r1", "t2v_r5", "v2t_r1", "role_swap_acc")
+
+
+def test_ablation_jobs_run_each_run_in_its_own_process_with_the_same_results(
+        ablation_short, tmp_path, monkeypatch):
+    work, report = ablation_short  # the same runs, one after another in one process
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the fixture's one thread
+    out = tmp_path / "jobs.json"
+    assert load("ablation").main([
+        "--preset", "tiny", "--seeds", "0", "--variants", "full", "global_only", "--jobs", "2",
+        "--prepared", str(work / "prepared"), "--work", str(tmp_path / "work"),
+        "--compare", "full:global_only", "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert list(merged["runs"]) == ["full", "global_only"] and merged["jobs"] == 2
+    for variant in ("full", "global_only"):
+        (row,) = merged["runs"][variant]
+        alone = report["runs"][variant][0]
+        assert {k: row[k] for k in RUN_METRICS} == {k: alone[k] for k in RUN_METRICS}, variant
+        assert (tmp_path / "work" / "jobs" / f"{variant}-seed0.log").is_file()
+    (comparison,) = merged["comparisons"]
+    assert comparison["rsum"]["by_seed"] == [
+        report["runs"]["full"][0]["rsum"] - report["runs"]["global_only"][0]["rsum"]]
+    assert merged["command"].endswith("--out " + str(out))
+
+
+def test_ablation_jobs_keep_the_finished_runs_and_name_the_failed_ones_log(ablation_short,
+                                                                          tmp_path, monkeypatch):
+    work, _ = ablation_short
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "jobs.json"
+    with pytest.raises(SystemExit) as failure:
+        load("ablation").main([
+            "--preset", "tiny", "--seeds", "0", "--epochs", "1", "--jobs", "2",
+            "--variants", "global_only", "sentence_transformer",
+            "--text-backbone", str(tmp_path / "no-such-model"), "--prepared",
+            str(work / "prepared"), "--work", str(tmp_path / "work"),
+            "--compare", "sentence_transformer:global_only", "--out", str(out)])
+    log = tmp_path / "work" / "jobs" / "sentence_transformer-seed0.log"
+    assert "1 of 2 runs failed: sentence_transformer seed 0" in str(failure.value)
+    assert str(log) in str(failure.value) and "no-such-model" in log.read_text()
+    merged = json.loads(out.read_text())  # the run that finished is kept, without comparisons
+    assert list(merged["runs"]) == ["global_only"] and "comparisons" not in merged
+
+
 def test_ablation_refuses_prepared_data_with_other_vocab_settings(tiny_prepared, tmp_path):
     _, prepared = tiny_prepared  # min_count=1; the ablation builds vocabularies with min_count=2
     with pytest.raises(SystemExit, match="vocab settings"):

@@ -198,7 +198,7 @@ def run(
     data_root = out_dir / "data"
     dataset = synthesize(preset, synth_settings, data_root)
     meta = read_synth_meta(data_root)
-    base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
+    base = base_config(epochs)
     prepared_dir, prepared = prepare_base(dataset, base, out_dir, prepared_from)
     # vocab settings (as JSON) -> their prepared directory and data; a variant that changes
     # them is prepared again beside the base, from the base's parse cache (nothing re-parsed)
@@ -253,6 +253,11 @@ def run(
     return rows
 
 
+def base_config(epochs: int) -> Config:
+    """The config every variant starts from: the shared settings, trained ``epochs``."""
+    return apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
+
+
 def synthesize(preset: str, synth_settings: Sequence[str], data_root: Path) -> Dataset:
     """Write the preset's synthetic benchmark (synthetic seed 0) to ``data_root``; its splits."""
     write_synth(data_root, synth_config(preset, synth_settings, seed=0), overwrite=True,
@@ -284,8 +289,7 @@ def run_in_processes(
     error names each failed run's log."""
     if args.prepared is None:
         dataset = synthesize(args.preset, args.synth_settings, args.work / "data")
-        base = apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
-        prepared_dir, _ = prepare_base(dataset, base, args.work, None)
+        prepared_dir, _ = prepare_base(dataset, base_config(epochs), args.work, None)
     else:
         prepared_dir = args.prepared
     jobs_dir = args.work / "jobs"
@@ -294,7 +298,7 @@ def run_in_processes(
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
 
     def run_one(variant: str, seed: int) -> int:
-        name = f"{variant}-seed{seed}"
+        name = job_name(variant, seed)
         child = [sys.executable, str(Path(__file__).resolve()), "--preset", args.preset,
                  "--epochs", str(epochs), "--seeds", str(seed), "--variants", variant,
                  "--work", str(jobs_dir / name), "--prepared", str(prepared_dir),
@@ -315,14 +319,13 @@ def run_in_processes(
         codes = {}
         for future in tqdm(as_completed(futures), total=len(runs), desc="ablation runs"):
             codes[futures[future]] = future.result()
-    finished = [jobs_dir / f"{v}-seed{s}.json" for v, s in runs if codes[(v, s)] == 0]
-    failed = [f"{v} seed {s} (exit {codes[(v, s)]}, log {jobs_dir / f'{v}-seed{s}.log'})"
+    finished = [jobs_dir / f"{job_name(v, s)}.json" for v, s in runs if codes[(v, s)] == 0]
+    failed = [f"{v} seed {s} (exit {codes[(v, s)]}, log {jobs_dir / f'{job_name(v, s)}.log'})"
               for v, s in runs if codes[(v, s)] != 0]
     if finished:  # a comparison needs both of its variants: only when every run finished
-        merge(finished, out, pairs=[] if failed else pairs)
-        report = json.loads(out.read_text())
+        report = merge(finished, pairs=[] if failed else pairs)
         report.update(command=command, jobs=args.jobs, seconds=time.perf_counter() - started)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(report, out)
     if failed:
         kept = (f"the {len(finished)} that finished are in {out} (without comparisons)"
                 if finished else "none finished")
@@ -332,6 +335,11 @@ def run_in_processes(
             "evaluated again, interrupted ones continue from their last epoch."
         )
     return 0
+
+
+def job_name(variant: str, seed: int) -> str:
+    """A ``--jobs`` run's name: its work folder, log and result file under WORK/jobs."""
+    return f"{variant}-seed{seed}"
 
 
 def device_label(device: torch.device) -> str:
@@ -514,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rename takes OLD=NEW, got {args.rename}")
     if args.merge:
         out = args.out or Path(__file__).parent / "results" / "ablation.json"
-        return merge(args.merge, out, args.rename, pairs)
+        write_report(merge(args.merge, args.rename, pairs), out)
+        return 0
     if args.short:
         args.preset, args.seeds = "tiny", [0]
         args.variants = ["full", "global_only", "no_kl", "sentence_transformer"]
@@ -550,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
     }
     add_comparisons(report, pairs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(report, out)
     return 0
 
 
@@ -577,10 +584,9 @@ def merge_input(path: str, report: dict) -> str | dict:
 
 def merge(
     paths: list[Path],
-    out: Path,
     renames: Sequence[str] = (),
     pairs: Sequence[tuple[str, str]] = (),
-) -> int:
+) -> dict:
     """One report from several result files of the same benchmark and epochs; a (variant, seed)
     run may appear in only one of them. ``renames`` (``OLD=NEW``, applied together) give runs
     the variant name that means their config now, after a default changed. Variants this
@@ -632,10 +638,13 @@ def merge(
     merged.pop("comparisons", None)  # those of a merged file are recomputed or dropped
     merged.pop("comparison_table", None)
     add_comparisons(merged, list(pairs))
+    return merged
+
+
+def write_report(report: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(merged, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

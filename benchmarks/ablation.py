@@ -28,7 +28,9 @@ cache is keyed by the parser's identity). Training and evaluation run on CUDA wh
 in float32 (``train.amp`` stays off). Each run's row records its device (``cpu`` or the GPU's
 name); ``--merge`` keeps every input file's machine under ``machines``, so a table pooled from
 CPU and GPU runs says which ran where (pair seeds on one device: their runs are not
-bit-identical across devices).
+bit-identical across devices). ``--data DIR`` reuses a synthetic dataset written earlier
+for the same preset and ``--synth-set`` settings (checked) instead of writing it again;
+``--jobs`` writes it once and every run reads that copy.
 
 Writes benchmarks/results/ablation[-short].json and prints a Markdown table.
 """
@@ -56,7 +58,7 @@ from mcsan.config import Config, apply_overrides
 from mcsan.data.dataset import Dataset
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import CACHE_FILE, VOCAB_FILE, PreparedData, load_prepared, prepare
-from mcsan.data.synth import read_synth_meta, synth_config, twin_indices, write_synth
+from mcsan.data.synth import META_FILE, read_synth_meta, synth_config, twin_indices, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.evaluate import encode_split, evaluate_encoded, load_trained
 from mcsan.metrics import role_swap_accuracy
@@ -194,9 +196,10 @@ def run(
     prepared_from: Path | None = None,
     text_backbone: Path | None = None,
     resume: bool = False,
+    data_from: Path | None = None,
 ) -> dict:
-    data_root = out_dir / "data"
-    dataset = synthesize(preset, synth_settings, data_root)
+    data_root = data_from or out_dir / "data"
+    dataset = synthesize(preset, synth_settings, data_root, reuse=data_from is not None)
     meta = read_synth_meta(data_root)
     base = base_config(epochs)
     prepared_dir, prepared = prepare_base(dataset, base, out_dir, prepared_from)
@@ -258,10 +261,26 @@ def base_config(epochs: int) -> Config:
     return apply_overrides(Config(), [*BASE, f"train.epochs={epochs}"])
 
 
-def synthesize(preset: str, synth_settings: Sequence[str], data_root: Path) -> Dataset:
-    """Write the preset's synthetic benchmark (synthetic seed 0) to ``data_root``; its splits."""
-    write_synth(data_root, synth_config(preset, synth_settings, seed=0), overwrite=True,
-                progress=False)
+def synthesize(
+    preset: str, synth_settings: Sequence[str], data_root: Path, reuse: bool = False
+) -> Dataset:
+    """The preset's synthetic benchmark (synthetic seed 0) in ``data_root``, written there or,
+    with ``reuse``, read back when a benchmark of the same settings is already there; its
+    splits. A benchmark of other settings there is an error, never overwritten."""
+    config = synth_config(preset, synth_settings, seed=0)
+    if reuse and (data_root / META_FILE).is_file():
+        wanted, written = config.to_dict(), read_synth_meta(data_root)["config"]
+        differ = [f"{key}: {written.get(key)} there, {wanted.get(key)} here"
+                  for key in sorted(wanted.keys() | written.keys())
+                  if written.get(key) != wanted.get(key)]
+        if differ:
+            raise SystemExit(
+                f"{data_root} holds a synthetic benchmark of other settings ({'; '.join(differ)})"
+                f"; pass --data a folder written for --preset {preset} with these --synth-set "
+                "settings, or an empty one to write it there"
+            )
+        return read_dataset(data_root, progress=False)
+    write_synth(data_root, config, overwrite=True, progress=False)
     return read_dataset(data_root, progress=False)
 
 
@@ -283,12 +302,13 @@ def run_in_processes(
 ) -> int:
     """Each (variant, seed) run of ``args`` in a process of its own (this script, one seed and
     one variant), up to ``args.jobs`` at once, then one report merged from theirs as
-    ``--merge`` makes it. The data is prepared once, here, unless ``--prepared`` names a
-    folder. Each process gets ``OMP_NUM_THREADS`` = cores // jobs unless it is set. A run that
+    ``--merge`` makes it. The synthetic data is written once, here (or reused from ``--data``),
+    and prepared once, here, unless ``--prepared`` names a folder. Each process gets ``OMP_NUM_THREADS`` = cores // jobs unless it is set. A run that
     fails does not stop the others: the report then holds the runs that finished, and the
     error names each failed run's log."""
+    data_root = args.data or args.work / "data"
+    dataset = synthesize(args.preset, args.synth_settings, data_root, reuse=args.data is not None)
     if args.prepared is None:
-        dataset = synthesize(args.preset, args.synth_settings, args.work / "data")
         prepared_dir, _ = prepare_base(dataset, base_config(epochs), args.work, None)
     else:
         prepared_dir = args.prepared
@@ -301,7 +321,8 @@ def run_in_processes(
         name = job_name(variant, seed)
         child = [sys.executable, str(Path(__file__).resolve()), "--preset", args.preset,
                  "--epochs", str(epochs), "--seeds", str(seed), "--variants", variant,
-                 "--work", str(jobs_dir / name), "--prepared", str(prepared_dir),
+                 "--work", str(jobs_dir / name), "--data", str(data_root),
+                 "--prepared", str(prepared_dir),
                  "--out", str(jobs_dir / f"{name}.json")]
         child += [flag for setting in args.synth_settings for flag in ("--synth-set", setting)]
         if args.text_backbone is not None:
@@ -488,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
         "(repeatable; as `mcsan synth --set`)",
     )
     parser.add_argument("--work", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="the synthetic dataset's folder: reused when it holds one written "
+                        "for the same --preset and --synth-set settings (checked), written "
+                        "there otherwise (default: WORK/data, written anew; with --jobs every "
+                        "run reads the one copy)")
     parser.add_argument("--prepared", type=Path, metavar="DIR",
                         help="reuse this prepared directory (same synthetic data and vocab "
                         "settings, e.g. an earlier run's WORK/prepared) instead of preparing: "
@@ -540,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_in_processes(args, epochs, out, pairs, command)
     started = time.perf_counter()
     rows = run(args.preset, args.seeds, args.variants, args.work, epochs, args.synth_settings,
-               args.prepared, args.text_backbone, args.resume)
+               args.prepared, args.text_backbone, args.resume, args.data)
     summary = summarise(rows)
     table = markdown(summary)
     print(table)

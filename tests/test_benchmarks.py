@@ -173,6 +173,25 @@ def test_ablation_jobs_run_each_run_in_its_own_process_with_the_same_results(
     assert comparison["rsum"]["by_seed"] == [
         report["runs"]["full"][0]["rsum"] - report["runs"]["global_only"][0]["rsum"]]
     assert merged["command"].endswith("--out " + str(out))
+    # the data was written once, by the parent, and every run read that copy
+    assert not list((tmp_path / "work" / "jobs").glob("*/data"))
+    config = json.loads((tmp_path / "work" / "jobs" / "full-seed0" / "runs" / "full-seed0"
+                         / "best" / "config.json").read_text())
+    assert config["data"]["root"] == str(tmp_path / "work" / "data")
+
+
+def test_ablation_reuses_synthetic_data_of_the_same_settings_only(tmp_path):
+    ablation = load("ablation")
+    root = tmp_path / "data"
+    written = ablation.synthesize("tiny", [], root, reuse=True)  # nothing there: written
+    meta = root / "synth_meta.json"
+    stamp = meta.stat().st_mtime_ns
+    again = ablation.synthesize("tiny", [], root, reuse=True)
+    assert meta.stat().st_mtime_ns == stamp  # read back, not written again
+    assert again["test"].captions == written["test"].captions
+    with pytest.raises(SystemExit, match=r"role_swap_fraction: 0\.4 there, 0\.6 here"):
+        ablation.synthesize("tiny", ["role_swap_fraction=0.6"], root, reuse=True)
+    assert meta.stat().st_mtime_ns == stamp  # and never overwritten
 
 
 def test_ablation_jobs_keep_the_finished_runs_and_name_the_failed_ones_log(ablation_short,

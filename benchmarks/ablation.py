@@ -303,9 +303,10 @@ def run_in_processes(
     """Each (variant, seed) run of ``args`` in a process of its own (this script, one seed and
     one variant), up to ``args.jobs`` at once, then one report merged from theirs as
     ``--merge`` makes it. The synthetic data is written once, here (or reused from ``--data``),
-    and prepared once, here, unless ``--prepared`` names a folder. Each process gets ``OMP_NUM_THREADS`` = cores // jobs unless it is set. A run that
-    fails does not stop the others: the report then holds the runs that finished, and the
-    error names each failed run's log."""
+    and prepared once, here, unless ``--prepared`` names a folder. Each process gets
+    ``OMP_NUM_THREADS`` = cores // jobs unless it is set. A run that fails does not stop the
+    others: the report then holds the runs that finished, and the error names each failed
+    run's log."""
     data_root = args.data or args.work / "data"
     dataset = synthesize(args.preset, args.synth_settings, data_root, reuse=args.data is not None)
     if args.prepared is None:

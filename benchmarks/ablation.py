@@ -10,7 +10,8 @@ the right video above its twin (0.5 = chance). The twin list comes from ``synth_
 which is used for this analysis only, never for training.
 
     .venv/bin/python benchmarks/ablation.py                 # full: preset "default", 3 seeds,
-                                                            # 20 epochs (~40 min a full run)
+                                                            # 30 epochs (~57 min a full run
+                                                            # on one CPU core)
     .venv/bin/python benchmarks/ablation.py --short         # CI-sized smoke run
     .venv/bin/python benchmarks/ablation.py --jobs 4        # four runs at a time (a GPU, cores)
     .venv/bin/python benchmarks/ablation.py --preset small --variants full global_only
@@ -159,8 +160,8 @@ VARIANTS: dict[str, list[str]] = {
 # "small"); the number of epochs is set per preset. "default" trains 30, the budget that
 # validation picks for both models of the acceptance comparison (README, "Results"): full
 # MCSAN's validation rsum is about flat after 10 epochs and highest at 30 on seeds 0-2;
-# global-only's rises until 30 and is level from 30 to 40 (10 was the default until session
-# 15, 20 until session 18).
+# global-only's rises until 30 and moves little from 30 to 40 (10 was the default until
+# session 15, 20 until session 18).
 BASE = DEMO_OVERRIDES
 EPOCHS = {"tiny": 2, "small": 12, "default": 30, "msrvtt": 8}
 

@@ -157,11 +157,11 @@ VARIANTS: dict[str, list[str]] = {
 
 
 # Training settings shared by every variant: the demo's (chosen on the validation split of
-# "small"); the number of epochs is set per preset. "default" trains 30, the budget that
-# validation picks for both models of the acceptance comparison (README, "Results"): full
-# MCSAN's validation rsum is about flat after 10 epochs and highest at 30 on seeds 0-2;
-# global-only's rises until 30 and moves little from 30 to 40 (10 was the default until
-# session 15, 20 until session 18).
+# "small"); the number of epochs is set per preset. "default" trains 30, the budget of 10, 20
+# and 30 that validation picks for both models of the acceptance comparison (README,
+# "Results"): full MCSAN's validation rsum is about flat after 10 epochs and highest at 30 on
+# seeds 0-2 (40 not tried); global-only's rises until 30 and moves little from 30 to 40 (10
+# was the default until session 15, 20 until session 18).
 BASE = DEMO_OVERRIDES
 EPOCHS = {"tiny": 2, "small": 12, "default": 30, "msrvtt": 8}
 

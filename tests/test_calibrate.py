@@ -135,8 +135,9 @@ def test_calibrating_a_checkpoint_writes_weights_that_evaluation_uses(checkpoint
 def test_dry_run_and_test_split_leave_the_checkpoint_alone(checkpoint_copy, one_thread):
     before = (checkpoint_copy / "config.json").read_text()
     calibrate_checkpoint(checkpoint_copy, grid=[0, 2], write=False, progress=False)
-    with pytest.raises(ValueError, match="never on the test split"):
-        calibrate_checkpoint(checkpoint_copy, split="test", progress=False)
+    for test_split in ("test", "test_1k"):
+        with pytest.raises(ValueError, match="never on the test split"):
+            calibrate_checkpoint(checkpoint_copy, split=test_split, progress=False)
     assert (checkpoint_copy / "config.json").read_text() == before
     assert not (checkpoint_copy / CALIBRATION_FILE).exists()
 

@@ -144,9 +144,10 @@ def calibrate_checkpoint(
     """Choose a checkpoint's fusion weights on ``split`` and, with ``write``, store them in its
     config (module docstring). The data is the checkpoint's own unless ``data_root`` /
     ``prepared_dir`` name others, or ``dataset`` and ``prepared`` are given already read."""
-    if split == "test":
-        raise ValueError("fusion weights are chosen on validation, never on the test split; "
-                         "pass --split val (or another held-out split that is not reported)")
+    if split.startswith("test"):  # "test" and the MSR-VTT 1k-A "test_1k" alike
+        raise ValueError(f"fusion weights are chosen on validation, never on the test split "
+                         f"({split!r}); pass --split val (or another held-out split that is "
+                         f"not reported)")
     checkpoint_dir = Path(checkpoint_dir)
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(checkpoint_dir)

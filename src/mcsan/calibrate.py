@@ -145,9 +145,9 @@ def calibrate_checkpoint(
     config (module docstring). The data is the checkpoint's own unless ``data_root`` /
     ``prepared_dir`` name others, or ``dataset`` and ``prepared`` are given already read."""
     if split.startswith("test"):  # "test" and the MSR-VTT 1k-A "test_1k" alike
-        raise ValueError(f"fusion weights are chosen on validation, never on the test split "
+        raise ValueError("fusion weights are chosen on validation, never on the test split "
                          f"({split!r}); pass --split val (or another held-out split that is "
-                         f"not reported)")
+                         "not reported)")
     checkpoint_dir = Path(checkpoint_dir)
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(checkpoint_dir)

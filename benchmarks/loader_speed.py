@@ -40,7 +40,7 @@ from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared, prepare
 from mcsan.data.synth import synth_config, write_synth
 from mcsan.demo import DEMO_OVERRIDES
-from mcsan.evaluate import build_model
+from mcsan.factory import build_model
 from mcsan.train import parameter_groups, training_loader, training_step
 
 

@@ -11,8 +11,10 @@ A checkpoint directory holds::
     trainer_state.json       optional: epoch, step, best metric, RNG states (capture_rng_state),
                              AMP's gradient-scaler state
     metrics.json             optional: the metrics at this point
-    <note>.json              optional: notes added later by ``update_checkpoint`` (such as
-                             calibration.json, written with the fusion weights it chose)
+    <note>.json              optional: notes, written with the checkpoint (features.json: the
+                             input features' size and extraction recipes) or added later by
+                             ``update_checkpoint`` (calibration.json, with the fusion weights
+                             it chose)
 
 Everything is written into a sibling ``<name>.tmp-XXXX`` directory, each file flushed to disk,
 then moved into place by renames, so a crash leaves either the previous checkpoint or the new
@@ -87,10 +89,14 @@ def save_checkpoint(
     scheduler_state: Mapping[str, Any] | None = None,
     trainer_state: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    notes: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a complete checkpoint directory atomically (module docstring); returns its path."""
+    """Write a complete checkpoint directory atomically (module docstring); returns its path.
+    ``notes`` maps file names (``features.json``) to the JSON data they hold."""
     directory = Path(directory)
     _refuse_foreign_directory(directory)
+    for name in notes or {}:
+        _check_note_name(name)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{directory.name}.tmp-", dir=directory.parent))
     try:
@@ -107,6 +113,8 @@ def save_checkpoint(
                 _write_structured(staging, name, state)
         if metrics is not None:
             _write_json(staging / METRICS_FILE, dict(metrics))
+        for name, data in (notes or {}).items():
+            _write_json(staging / name, data)
         _fsync_directory(staging)
         _move_into_place(staging, directory)
     except BaseException:
@@ -122,15 +130,19 @@ def update_checkpoint(
     (``name -> data``), each file written whole, flushed and renamed into place: a crash leaves
     every file either as it was or as it is meant to be. Notes go first, then the config."""
     directory = _checked_directory(directory)
-    reserved = {CONFIG_FILE, MODEL_FILE, VOCAB_FILE, METRICS_FILE}
     for name, data in (notes or {}).items():
-        if name in reserved or Path(name).name != name or not name.endswith(".json"):
-            raise ValueError(f"{name!r} cannot be a checkpoint note; name a new .json file")
+        _check_note_name(name)
         _replace_text(directory / name, json.dumps(data, indent=2) + "\n")
     if config is not None:
         config.save(directory / CONFIG_FILE)  # written beside it, flushed, renamed into place
     _fsync_directory(directory)
     return directory
+
+
+def _check_note_name(name: str) -> None:
+    reserved = {CONFIG_FILE, MODEL_FILE, VOCAB_FILE, METRICS_FILE}
+    if name in reserved or Path(name).name != name or not name.endswith(".json"):
+        raise ValueError(f"{name!r} cannot be a checkpoint note; name a new .json file")
 
 
 def _replace_text(path: Path, text: str) -> None:

@@ -140,6 +140,53 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=run_extract)
 
+    index = commands.add_parser(
+        "index", help="encode a video collection with a trained model into a search index",
+        description="Encode every video of FEATURES with the model of CHECKPOINT and write an "
+        "index directory that `mcsan search` answers text queries from. FEATURES is a dataset "
+        "directory in any layout mcsan reads (every split, or those named by --split; no "
+        "captions needed) or the HDF5 file that `mcsan extract` writes for a folder of videos. "
+        "Features made with another extraction recipe than the model's training features are "
+        "refused.")
+    index.add_argument("checkpoint", type=Path, help="checkpoint directory (runs/x/best)")
+    index.add_argument("features", type=Path, help="dataset directory or extracted .hdf5 file")
+    index.add_argument("--out", type=Path, required=True, help="index directory")
+    index.add_argument("--add", action="store_true",
+                       help="add the videos not yet in the existing index --out (the model "
+                       "must be the index's)")
+    index.add_argument("--split", dest="splits", action="append", metavar="NAME",
+                       help="index this split of a dataset (repeatable; default: every split)")
+    index.add_argument("--kind", default="auto", choices=("auto", "flat", "ivf"),
+                       help="FAISS index: flat (exact) or ivf (approximate, re-scored "
+                       "exactly); auto: flat below 50,000 videos")
+    index.add_argument("--nlist", type=int, help="IVF cells (default: about sqrt(videos))")
+    index.add_argument("--allow-other-recipe", action="store_true",
+                       help="index features whose extraction recipe differs from the model's")
+    index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    index.add_argument("--threads", type=int, default=0,
+                       help="CPU threads for torch (default: one per core)")
+    index.add_argument("--quiet", action="store_true", help="no progress bars")
+    index.set_defaults(handler=run_index)
+
+    search = commands.add_parser(
+        "search", help="find the videos of an index that match a sentence",
+        description="Rank the videos of INDEX_DIR for each query and show why each matched: "
+        "the fused score, each level's score, and the query's parsed entities, actions and "
+        "relationships beside the video's predicted attributes that match them.")
+    search.add_argument("index", type=Path, help="index directory written by `mcsan index`")
+    search.add_argument("query", nargs="?", help="the sentence to search for")
+    search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    search.add_argument("--queries", type=Path, metavar="FILE",
+                        help="a text file of queries, one a line")
+    search.add_argument("--weights", metavar="LEVEL=W,...",
+                        help="re-weight levels for this search, e.g. entity=2,relationship=1 "
+                        "(the others keep the model's weights)")
+    search.add_argument("--json", action="store_true",
+                        help="print the results as JSON (schema in the README)")
+    search.add_argument("--nprobe", type=int, help="IVF cells visited per query (ivf indexes)")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    search.set_defaults(handler=run_search)
+
     demo = commands.add_parser("demo", help="the main job on the built-in synthetic benchmark")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--size", default="small")
@@ -255,6 +302,49 @@ def run_extract(args: argparse.Namespace) -> int:
     )
     print(summary.describe())
     return 1 if summary.failed and not (summary.extracted or summary.skipped) else 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from mcsan.index import add_to_index, build_index
+    from mcsan.retriever import load
+    from mcsan.runtime import configure_threads
+    from mcsan.sources import open_source
+
+    configure_threads(args.threads)
+    source = open_source(args.features, args.splits, progress=not args.quiet)
+    if args.add:
+        added, present = add_to_index(args.out, source, checkpoint=args.checkpoint,
+                                      allow_other_recipe=args.allow_other_recipe,
+                                      device=args.device, progress=not args.quiet)
+        print(f"added {added} video(s) to {args.out}; {present} were already in it")
+        return 0
+    retriever = load(args.checkpoint, args.device)
+    build_index(retriever, source, args.out, kind=args.kind, nlist=args.nlist,
+                allow_other_recipe=args.allow_other_recipe, progress=not args.quiet)
+    print(f"indexed {len(source.video_ids)} video(s) of {source.description} in {args.out}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from mcsan.index import open_index
+    from mcsan.search_output import format_results, parse_weights, results_json
+
+    queries = [args.query] if args.query is not None else []
+    if args.queries:
+        if not args.queries.is_file():
+            raise FileNotFoundError(f"queries file {args.queries} does not exist")
+        lines = args.queries.read_text(encoding="utf-8").splitlines()
+        queries += [line.strip() for line in lines if line.strip()]
+    if not queries:
+        raise ValueError('give a query ("a dog chases a cat") or --queries FILE')
+    weights = parse_weights(args.weights)
+    index = open_index(args.index, device=args.device)
+    results = index.search(queries, k=args.k, weights=weights, nprobe=args.nprobe)
+    if args.json:
+        print(json.dumps(results_json(index, results, args.k), indent=2))
+    else:
+        print(format_results(results))
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

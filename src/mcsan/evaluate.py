@@ -31,28 +31,11 @@ from mcsan.data.batches import (
 from mcsan.data.dataset import Dataset, Split
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
+from mcsan.data.vocab import Vocabularies
+from mcsan.factory import model_from_checkpoint
 from mcsan.metrics import attribute_map, format_table, per_level_metrics, retrieval_metrics
 from mcsan.model.mcsan import MCSAN
 from mcsan.runtime import loader_workers, resolve_device
-
-
-def build_model(config: Config, prepared: PreparedData, video_dim: int) -> MCSAN:
-    """A fresh MCSAN sized for ``prepared``'s vocabularies and ``video_dim`` input features."""
-    return MCSAN(
-        config.model,
-        config.loss,
-        video_dim=video_dim,
-        vocab_size=len(prepared.words),
-        attribute_sizes={lv: len(v) for lv, v in prepared.vocabs.items()},
-    )
-
-
-def vocab_json(prepared: PreparedData) -> dict:
-    """The vocabularies a checkpoint stores: attribute vocabularies per level and the words."""
-    return {
-        "attributes": {level: vocab.to_json() for level, vocab in prepared.vocabs.items()},
-        "words": prepared.words.to_json(),
-    }
 
 
 def load_trained(
@@ -62,16 +45,14 @@ def load_trained(
     ``prepared`` must hold the vocabularies it was trained with."""
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint)
-    config = checkpoint.config
-    if checkpoint.vocab != vocab_json(prepared):
+    model, vocabularies = model_from_checkpoint(checkpoint)
+    if not vocabularies.same_labels(Vocabularies.from_prepared(prepared)):
         raise ValueError(
             f"the checkpoint's vocabularies differ from those of the prepared data at "
             f"{prepared.out_dir}; evaluate with the prepared directory the model was trained "
             "with (--prepared)"
         )
-    model = build_model(config, prepared, config.model.video_dim)
-    model.load_state_dict(checkpoint.model_state)
-    return model.to(device).eval(), config
+    return model.to(device), checkpoint.config
 
 
 def load_checkpoint_with_data(

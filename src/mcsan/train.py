@@ -40,7 +40,10 @@ from mcsan.config import Config
 from mcsan.data.batches import Batch, CaptionPairs, NeighbourBatches, collate_pairs
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
-from mcsan.evaluate import build_model, encode_split, evaluate_encoded, vocab_json
+from mcsan.data.recipes import FEATURES_NOTE, features_record
+from mcsan.data.vocab import Vocabularies
+from mcsan.evaluate import encode_split, evaluate_encoded
+from mcsan.factory import build_model
 from mcsan.model.mcsan import MCSAN
 from mcsan.model.text import glove_dim, load_glove
 from mcsan.runtime import configure_threads, loader_workers, resolve_device, seed_everything
@@ -186,7 +189,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
 
     config.save(run_dir / "config.json")
     _write_run_info(run_dir, config, device, steps_per_epoch)
-    vocabularies = vocab_json(prepared)
+    vocabularies = Vocabularies.from_prepared(prepared).to_json()
+    notes = {FEATURES_NOTE: features_record(train_split.features)}
     csv_path = run_dir / "log.csv"
     writer = _tensorboard_writer(run_dir)
 
@@ -223,12 +227,12 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
             writer.add_scalar("val/rsum", record["val_rsum"], step)
             if record["val_rsum"] > best_rsum:
                 best_rsum = record["val_rsum"]
-                _save(best_dir, config, model, vocabularies, None, None, scaler, epoch,
+                _save(best_dir, config, model, vocabularies, notes, None, None, scaler, epoch,
                       step, best_rsum, history + [record], results)
         history.append(record)
         _append_csv(csv_path, record)
-        _save(last_dir, config, model, vocabularies, optimizer, scheduler, scaler, epoch, step,
-              best_rsum, history, None)
+        _save(last_dir, config, model, vocabularies, notes, optimizer, scheduler, scaler, epoch,
+              step, best_rsum, history, None)
         if progress:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
             tqdm.write(f"epoch {epoch + 1}: {shown}")
@@ -293,8 +297,8 @@ def _check_finite(values: dict[str, float], step: int, epoch: int) -> None:
     )
 
 
-def _save(directory, config, model, vocabularies, optimizer, scheduler, scaler, epoch, step,
-          best_rsum, history, metrics) -> None:
+def _save(directory, config, model, vocabularies, notes, optimizer, scheduler, scaler, epoch,
+          step, best_rsum, history, metrics) -> None:
     """Write a checkpoint; ``optimizer`` and ``scheduler`` None for ``best/``, which serves
     evaluation and search and is never resumed (``last/`` is): without the optimizer's moments it
     is a third of the size (twice the parameters' bytes less)."""
@@ -314,6 +318,7 @@ def _save(directory, config, model, vocabularies, optimizer, scheduler, scaler, 
             "grad_scaler": scaler.state_dict(),  # AMP's loss scale ({} without AMP)
         },
         metrics=metrics,
+        notes=notes,
     )
 
 

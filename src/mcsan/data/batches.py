@@ -19,6 +19,8 @@ from mcsan.data.vocab import WORD_PAD
 
 if TYPE_CHECKING:  # the prepared data is only passed through; importing it pulls in spaCy
     from mcsan.data.prepare import PreparedData
+    from mcsan.data.semantics import CaptionParse
+    from mcsan.data.vocab import AttributeVocab, WordVocab
 
 # Levels the text encoder pools over token spans (``Batch.level_masks``); the relationship
 # level reads each relationship's role spans instead (``Batch.role_masks``).
@@ -158,27 +160,34 @@ class CaptionItems(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         caption = self.split.captions[index]
         parse = self.prepared.parses[caption.caption_id]
-        tokens = parse.tokens[: self.max_words]
-        return {
-            "tokens": tokens,
-            "words": self.prepared.words.encode(tokens),
-            "level_tokens": {
-                level: sorted({
-                    i
-                    for a in self.prepared.vocabs[level].span_attributes(parse)
-                    for i in a.tokens
-                    if i < len(tokens)
-                })
-                for level in SPAN_LEVELS
-            },
-            "roles": [
-                [[i for i in part if i < len(tokens)] for part in relation.roles]
-                for relation in parse.relationship
-            ],
-            "text_labels": self.prepared.targets(caption.caption_id),
-            "video_id": caption.video_id,
-            "caption_id": caption.caption_id,
-        }
+        item = caption_item(parse, self.prepared.vocabs, self.prepared.words, self.max_words)
+        item.update(video_id=caption.video_id, caption_id=caption.caption_id)
+        return item
+
+
+def caption_item(
+    parse: CaptionParse, vocabs: dict[str, AttributeVocab], words: WordVocab, max_words: int
+) -> dict:
+    """What ``collate_captions`` needs of one parsed caption, cut to ``max_words`` tokens:
+    tokens, word ids, the token positions of each span level and of each relationship's
+    roles, and the attribute ids per level (``text_labels``); the caller adds ``video_id`` and
+    ``caption_id``."""
+    tokens = parse.tokens[:max_words]
+    return {
+        "tokens": tokens,
+        "words": words.encode(tokens),
+        "level_tokens": {
+            level: sorted({
+                i for a in vocabs[level].span_attributes(parse) for i in a.tokens if i < len(tokens)
+            })
+            for level in SPAN_LEVELS
+        },
+        "roles": [
+            [[i for i in part if i < len(tokens)] for part in relation.roles]
+            for relation in parse.relationship
+        ],
+        "text_labels": {level: vocab.encode_caption(parse) for level, vocab in vocabs.items()},
+    }
 
 
 class CaptionPairs(torch.utils.data.Dataset):

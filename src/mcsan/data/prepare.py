@@ -38,6 +38,7 @@ from mcsan.data.semantics import (
 )
 from mcsan.data.vocab import (
     AttributeVocab,
+    Vocabularies,
     WordVocab,
     count_labels,
     imbalance_report,
@@ -61,6 +62,8 @@ class PreparedData:
     words: WordVocab
     stats: dict[str, Any]
     caption_hash: str  # fingerprint of (split, caption_id, text) of every caption
+    # the parser that made the parses: {"version": PARSER_VERSION, "model": spaCy pipeline}
+    parser: dict[str, str]
     loaded_splits: frozenset[str] | None = None  # splits whose parses were read; None = all
 
     def targets(self, caption_id: str) -> dict[str, list[int]]:
@@ -126,7 +129,7 @@ def prepare(
     """
     out_dir = Path(out_dir)
     check_caption_ids(dataset)
-    given = None if vocabularies is None else vocabularies_from_json(vocabularies)
+    given = None if vocabularies is None else Vocabularies.from_json(vocabularies)
     train = dataset[train_split] if given is None or train_split in dataset.splits else None
     if given is None and not train.captions:
         raise ValueError(
@@ -147,9 +150,9 @@ def prepare(
 
         train_parses = [parses[c.caption_id] for c in train.captions] if train else []
         halves = (vocab_config.relationship_halves if given is None
-                  else given[0]["relationship"].relationship_halves)
+                  else given.vocabs["relationship"].relationship_halves)
         modifiers = (vocab_config.entity_modifiers if given is None
-                     else given[0]["entity"].entity_modifiers)
+                     else given.vocabs["entity"].entity_modifiers)
         label_counts = count_labels(train_parses, halves, modifiers)
         if given is None:
             vocabs = vocabs_from_counts(
@@ -157,7 +160,7 @@ def prepare(
             )
             words = WordVocab.build((p.tokens for p in train_parses), vocab_config.word_min_count)
         else:
-            vocabs, words = given
+            vocabs, words = given.vocabs, given.words
         caption_hash = caption_fingerprint(dataset)
         stats = {
             "parsing": {
@@ -208,24 +211,9 @@ def prepare(
         )
     if progress:
         print(format_stats(stats, vocabs))
-    return PreparedData(out_dir, parses, caption_splits, vocabs, words, stats, caption_hash)
-
-
-def vocabularies_from_json(
-    data: Mapping[str, Any],
-) -> tuple[dict[str, AttributeVocab], WordVocab]:
-    """Attribute vocabularies per level and the word vocabulary from a checkpoint's
-    ``vocab.json`` dict."""
-    try:
-        vocabs = {level: AttributeVocab.from_json(data["attributes"][level]) for level in
-                  ATTRIBUTE_LEVELS}
-        words = WordVocab.from_json(data["words"])
-    except (KeyError, TypeError) as error:
-        raise ValueError(
-            f"the given vocabularies lack {error}; pass a checkpoint's vocab.json "
-            '({"attributes": {level: ...}, "words": ...})'
-        ) from error
-    return vocabs, words
+    parser_info = {"version": PARSER_VERSION, "model": parser.identity}
+    return PreparedData(out_dir, parses, caption_splits, vocabs, words, stats, caption_hash,
+                        parser_info)
 
 
 def split_stats(
@@ -378,6 +366,7 @@ def load_prepared(
         words=WordVocab.from_json(meta["words"]),
         stats=stats,
         caption_hash=meta["caption_hash"],
+        parser={"version": meta["parser_version"], "model": meta["model"]},
         loaded_splits=splits,
     )
 

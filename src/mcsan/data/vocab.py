@@ -31,6 +31,7 @@ import numpy as np
 from mcsan import ATTRIBUTE_LEVELS
 
 if TYPE_CHECKING:  # parses are only read here; importing semantics would load spaCy
+    from mcsan.data.prepare import PreparedData
     from mcsan.data.semantics import Attribute, CaptionParse
 
 # Word ids of padding and of unknown words; batches and the text encoder use these.
@@ -290,3 +291,44 @@ def imbalance_report(vocabs: Mapping[str, AttributeVocab]) -> str:
             f"{s['min_count']:>6}{s['max_min_ratio']:>9.0f}{s['pct_below_10']:>7.1f}"
         )
     return "\n".join(rows)
+
+
+@dataclass
+class Vocabularies:
+    """Everything a model's vocabularies are: what a checkpoint stores as ``vocab.json``."""
+
+    vocabs: dict[str, AttributeVocab]  # attribute level -> its labels
+    words: WordVocab  # the text encoder's words
+    # the parser that made the labels: {"version": semantics.PARSER_VERSION, "model": spaCy
+    # pipeline and lemminflect versions}; {} in checkpoints written before it was recorded
+    parser: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedData) -> Vocabularies:
+        return cls(dict(prepared.vocabs), prepared.words, dict(prepared.parser))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Vocabularies:
+        """Read a checkpoint's ``vocab.json`` dict; ValueError names what is missing."""
+        try:
+            vocabs = {level: AttributeVocab.from_json(data["attributes"][level])
+                      for level in ATTRIBUTE_LEVELS}
+            words = WordVocab.from_json(data["words"])
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"the vocabularies lack {error}; expected a checkpoint's vocab.json "
+                '({"attributes": {level: ...}, "words": ..., "parser": ...})'
+            ) from error
+        return cls(vocabs, words, dict(data.get("parser") or {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attributes": {level: vocab.to_json() for level, vocab in self.vocabs.items()},
+            "words": self.words.to_json(),
+            "parser": dict(self.parser),
+        }
+
+    def same_labels(self, other: Vocabularies) -> bool:
+        """The same words and attribute labels (what the model's shapes and outputs mean)."""
+        mine, theirs = self.to_json(), other.to_json()
+        return all(mine[key] == theirs[key] for key in ("attributes", "words"))

@@ -70,6 +70,7 @@ from tqdm.auto import tqdm
 
 from mcsan import __version__
 from mcsan.data.layouts import WRITABLE_SPLITS, read_dataset, write_bigfile, write_hgr
+from mcsan.data.recipes import RECIPE_ATTRIBUTE, RECIPE_FILE, differing_keys, same_recipe
 from mcsan.extract.backbones import FrameBackbone
 from mcsan.extract.decode import (
     DecodedVideo,
@@ -81,8 +82,6 @@ from mcsan.extract.decode import (
 from mcsan.runtime import resolve_device
 
 FEATURE_LAYOUTS = ("hdf5", "hgr", "bigfile")
-RECIPE_ATTRIBUTE = "mcsan_extract_recipe"
-RECIPE_FILE = "recipe.json"
 FORMAT_VERSION = 1
 VIDEOS_AHEAD_PER_WORKER = 2  # decoded videos waiting for the model, per worker process
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
@@ -448,19 +447,8 @@ def _recipe(backbone: FrameBackbone, sampling: FrameSampling, weights_label: str
     return json.loads(json.dumps(recipe))  # tuples as lists, as when read back
 
 
-def _same_recipe(a: dict, b: dict) -> bool:
-    def essential(recipe: dict) -> str:
-        return json.dumps({k: v for k, v in recipe.items() if k != "informational"}, sort_keys=True)
-
-    return essential(a) == essential(b)
-
-
 def _recipe_mismatch(path: Path, found: dict, recipe: dict) -> ValueError:
-    differing = sorted(
-        key
-        for key in set(found) | set(recipe)
-        if key != "informational" and found.get(key) != recipe.get(key)
-    )
+    differing = differing_keys(found, recipe)
     return ValueError(
         f"{path} holds features made by another recipe (differing: {', '.join(differing)}); "
         "adding to them would mix two kinds of features. Fix: choose another --feature-name "
@@ -567,10 +555,10 @@ def _done_videos(features_path: Path, parts: _Parts, recipe: dict) -> set[str]:
                 f"{features_path} was not written by mcsan extract (it has no recipe). Fix: "
                 "choose another --out or --feature-name"
             )
-        if not _same_recipe(json.loads(found), recipe):
+        if not same_recipe(json.loads(found), recipe):
             raise _recipe_mismatch(features_path, json.loads(found), recipe)
     part_recipe = parts.recipe()
-    if part_recipe is not None and not _same_recipe(part_recipe, recipe):
+    if part_recipe is not None and not same_recipe(part_recipe, recipe):
         raise _recipe_mismatch(parts.directory, part_recipe, recipe)
     return done | set(parts.files())
 

@@ -199,7 +199,8 @@ class IndexWriter:
     def _faiss_with_new_rows(self, kind: str, nlist: int | None, progress: bool):
         first_new = self.manifest["count"]
         scales = self.manifest["scales"]
-        vectors = FusedRows(self.directory, self.levels, scales, self.count)
+        vectors = FusedRows(self.directory, self.levels, scales, self.count,
+                            self.manifest["model"]["embed_dim"])
         existing = self.manifest["faiss"].get("file")
         if existing:
             index = _read_faiss(self.directory / existing)
@@ -222,10 +223,10 @@ class FusedRows:
     """The fused vectors [s_l * v_l] of an index's rows, read from the embedding files."""
 
     def __init__(self, directory: Path, levels: Sequence[str], scales: Mapping[str, float],
-                 count: int) -> None:
+                 count: int, dim: int) -> None:
         self.levels, self.scales, self.count = list(levels), dict(scales), count
-        self.embeddings = {level: _memmap(directory / _embedding_file(level), np.float32, count)
-                           for level in levels}
+        self.embeddings = {level: _memmap(directory / _embedding_file(level), np.float32, count,
+                                          dim) for level in levels}
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         # -> (stop - start, L * E) float32
@@ -435,8 +436,9 @@ class VideoIndex:
         self.scales: dict[str, float] = manifest["scales"]
         self.attribute_levels: list[str] = manifest["attribute_levels"]
         top = manifest["top_attributes"]
+        dim = manifest["model"]["embed_dim"]
         self.embeddings = {level: _memmap(directory / _embedding_file(level), np.float32,
-                                          self.count) for level in self.levels}
+                                          self.count, dim) for level in self.levels}
         self.top_ids, self.top_probs = {}, {}
         for level in self.attribute_levels:
             ids_file, probs_file = _attribute_files(level)
@@ -608,11 +610,8 @@ def _append_array(path: Path, values: np.ndarray, dtype) -> None:
         out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
 
 
-def _memmap(path: Path, dtype, rows: int, width: int | None = None) -> np.ndarray:
-    """The first ``rows`` rows of a raw row-major file (its width from its size when None)."""
-    itemsize = np.dtype(dtype).itemsize
-    if width is None:
-        width = path.stat().st_size // itemsize // rows if rows else 0
+def _memmap(path: Path, dtype, rows: int, width: int) -> np.ndarray:
+    """The first ``rows`` rows of ``width`` values of a raw row-major file."""
     if rows == 0:
         return np.zeros((0, width), dtype)
     return np.memmap(path, dtype=dtype, mode="r", shape=(rows, width))

@@ -14,7 +14,6 @@ import torch
 
 import mcsan
 from mcsan.cli import main
-from mcsan.config import Config
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import encode_split, load_trained

@@ -64,9 +64,26 @@ def test_demo_runs_on_the_tiny_preset(tmp_path, capsys, one_thread):
 
     results = run_demo(tmp_path / "demo", size="tiny", epochs=2)
     printed = capsys.readouterr().out
-    assert printed.count('query: "') == 3 and "top-10 predicted" in printed
+    # an event, its role-swapped reading and an intransitive action, each with ranked videos
+    assert printed.count('query: "') == 3 and printed.count("why: query attributes") == 3
+    swapped = [line for line in printed.splitlines() if line.startswith('query: "the ')][:2]
+    first, second = (line.split('"')[1].split(" ") for line in swapped)
+    assert (first[1], first[-1]) == (second[-1], second[1])  # subject and object exchanged
     assert (tmp_path / "demo" / "test_results.json").is_file()
+    assert (tmp_path / "demo" / "index" / "index.json").is_file()
     assert results["split"] == "test" and results["fused"]["rsum"] > 0
+
+
+def test_demo_never_replaces_what_it_did_not_write(tmp_path, capsys):
+    users = tmp_path / "project"
+    (users / "data").mkdir(parents=True)
+    (users / "data" / "my_videos.txt").write_text("mine")
+    (users / "run").mkdir()
+    assert main(["demo", "--out", str(users), "--size", "tiny"]) == 1
+    error = capsys.readouterr().err
+    assert "did not write" in error and str(users) in error
+    assert (users / "data" / "my_videos.txt").read_text() == "mine"
+    assert sorted(p.name for p in users.iterdir()) == ["data", "run"]
 
 
 def test_train_print_config_gives_a_file_train_reads_back(tmp_path, capsys, monkeypatch):

@@ -1,31 +1,42 @@
-"""The main job: synthesize a benchmark → prepare → train → evaluate → example queries.
+"""The main job: synthesize a benchmark → prepare → train → evaluate → index → search.
 
 Runs on the built-in synthetic compositional benchmark, written to disk in the HGR layout and
-read back by the same reader as real data. Everything it makes lands under one directory.
+read back by the same reader as real data. Everything it makes lands under one directory,
+which must be new, empty or an earlier demo's: the demo replaces only what it wrote.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from mcsan.config import Config, apply_overrides
 from mcsan.data.layouts import read_dataset
-from mcsan.data.prepare import PreparedData, prepare
-from mcsan.data.synth import SynthConfig, write_synth
+from mcsan.data.prepare import prepare
+from mcsan.data.synth import (
+    INTRANSITIVE_ACTIONS,
+    META_FILE,
+    TRANSITIVE_ACTIONS,
+    SynthConfig,
+    write_synth,
+)
 from mcsan.evaluate import (
-    EncodedSplit,
     encode_split,
     evaluate_encoded,
     load_trained,
     results_table,
     write_results,
 )
+from mcsan.index import build_index, open_index
+from mcsan.retriever import load
 from mcsan.runtime import resolve_device
+from mcsan.search_output import format_results
+from mcsan.sources import open_source
 from mcsan.train import train
+
+DEMO_MARKER = ".mcsan-demo"  # marks a directory the demo wrote
 
 # Settings chosen on the validation split of the "small" preset; the demo's budget is a few
 # minutes on 2 CPU cores.
@@ -57,30 +68,31 @@ def run_demo(
     out: Path,
     size: str = "small",
     seed: int = 0,
-    queries: int = 3,
     epochs: int | None = None,
     threads: int = 0,
 ) -> dict:
-    """Run the whole pipeline under ``out`` and return the test results."""
+    """Run the whole pipeline under ``out`` and return the test results. ``out`` must be new,
+    empty, or an earlier demo's directory: nothing the demo did not write is replaced."""
     out = Path(out)
+    claim_directory(out)
     started = time.perf_counter()
     config = demo_config(out, seed, epochs, threads)
-    _banner(f"1/5 synthesize the '{size}' benchmark → {config.data.root}")
+    _banner(f"1/6 synthesize the '{size}' benchmark → {config.data.root}")
     write_synth(config.data.root, SynthConfig.preset(size, seed=seed), overwrite=True)
 
-    _banner("2/5 read it back and prepare captions (spaCy parse, vocabularies)")
+    _banner("2/6 read it back and prepare captions (spaCy parse, vocabularies)")
     dataset = read_dataset(config.data.root)
     for split in dataset:
         print(f"  {split}")
     prepared = prepare(dataset, Path(config.data.prepared), config.vocab)
 
-    _banner("3/5 train MCSAN")
+    _banner("3/6 train MCSAN")
     run = Path(config.train.out_dir)
     if run.exists():  # the demo starts afresh each time; `mcsan train --resume` continues runs
         shutil.rmtree(run)
     result = train(config)
 
-    _banner("4/5 evaluate the best checkpoint on the test split")
+    _banner("4/6 evaluate the best checkpoint on the test split")
     device = resolve_device(config.train.device)
     model, config = load_trained(result.best_dir, prepared, device)
     encoded = encode_split(model, dataset["test"], prepared, config, device)
@@ -88,54 +100,63 @@ def run_demo(
     print(results_table(results))
     write_results(results, out / "test_results.json")
 
-    _banner(f"5/5 example text queries (top-5 test videos of {len(encoded.video_ids)})")
-    test_captions = {c.caption_id: c for c in dataset["test"].captions}
-    step = max(1, len(encoded.caption_ids) // queries)
-    for query_index in range(0, step * queries, step):
-        caption = test_captions[encoded.caption_ids[query_index]]
-        show_query(caption.text, query_index, encoded, model, prepared)
-    print(f"\ndone in {time.perf_counter() - started:.0f} s; everything is under {out}")
+    index_dir = out / "index"
+    _banner(f"5/6 index the test videos → {index_dir}")
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    retriever = load(result.best_dir, config.train.device)
+    build_index(retriever, open_source(config.data.root, ["test"]), index_dir)
+
+    queries, truth = free_text_queries(Path(config.data.root), dataset)
+    _banner("6/6 search it with free text (sentences that are no caption of the data)")
+    for line in truth:
+        print(f"  {line}")
+    print()
+    print(format_results(open_index(index_dir, retriever=retriever).search(queries, k=5)))
+    print(f"\ndone in {time.perf_counter() - started:.0f} s; everything is under {out}; search "
+          f'it again with: mcsan search {index_dir} "a dog chases a cat"')
     return results
 
 
-def show_query(
-    text: str, query_index: int, encoded: EncodedSplit, model, prepared: PreparedData, k: int = 5
-) -> None:
-    """Print one query's top-k videos with per-level scores and matching predicted attributes."""
-    levels = list(encoded.text_emb)
-    query = {lv: emb[query_index : query_index + 1] for lv, emb in encoded.text_emb.items()}
-    per_level = {
-        lv: sim[0] for lv, sim in model.level_similarities(query, encoded.video_emb).items()
-    }  # level -> (N,)
-    fused = model.fused_similarity(query, encoded.video_emb)[0]  # (N,)
-    truth = int(encoded.caption_to_video[query_index])
-    rank = int((fused >= fused[truth]).sum())
-    print(f'\nquery: "{text}"   (its video {encoded.video_ids[truth]} ranks {rank})')
-    parse = prepared.parses[encoded.caption_ids[query_index]]
-    header = "  rank video         fused  " + "  ".join(f"{lv[:6]:>6}" for lv in levels)
-    print(header + "   query attributes among the video's top-10 predicted")
-    for position, video in enumerate(torch.topk(fused, k).indices.tolist(), start=1):
-        marker = "*" if video == truth else " "
-        scores = "  ".join(f"{per_level[lv][video]:6.3f}" for lv in levels)
-        matches = matching_attributes(video, parse, encoded, prepared)
-        print(f"  {position:>3}{marker} {encoded.video_ids[video]:<12} {fused[video]:6.3f}  "
-              f"{scores}   {matches}")
+def claim_directory(out: Path) -> None:
+    """Mark ``out`` as the demo's, or refuse it when it holds files the demo did not write."""
+    marker = out / DEMO_MARKER
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; choose another --out for the demo")
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise FileExistsError(
+            f"{out} already holds files that the demo did not write; the demo replaces its own "
+            "data/, prepared/, run/ and index/ there, so choose a new or empty --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by `mcsan demo`: its data/, prepared/, run/ and index/ are "
+                      "replaced on the next run\n", encoding="utf-8")
 
 
-def matching_attributes(
-    video: int, parse, encoded: EncodedSplit, prepared: PreparedData, top: int = 10
-) -> str:
-    """The query's attributes among the video's ``top`` predicted ones per level (probability)."""
-    shown = []
-    for level, logits in encoded.video_attr_logits.items():
-        vocab = prepared.vocabs[level]
-        labels = vocab.labels
-        probabilities = torch.sigmoid(logits[video])  # (V,)
-        wanted = set(vocab.caption_labels(parse))
-        for index in torch.topk(probabilities, min(top, len(labels))).indices.tolist():
-            if labels[index] in wanted:
-                shown.append(f"{labels[index]} {probabilities[index]:.2f}")
-    return ", ".join(shown) or "-"
+def free_text_queries(root: Path, dataset) -> tuple[list[str], list[str]]:
+    """Three sentences about test videos, phrased as no caption of the benchmark is ("the dog
+    chases the cat"): an event and its role-swapped reading, for a pair of role-swapped
+    twins, and an intransitive action; with a line each saying which video shows it."""
+    meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))["videos"]
+    test = dataset["test"].video_ids
+    captions = {caption.text for split in dataset for caption in split.captions}
+    verbs = dict(TRANSITIVE_ACTIONS + INTRANSITIVE_ACTIONS)
+    twins = [v for v in test if meta[v].get("twin") in test]
+    alone = [v for v in test if meta[v]["object"] is None]
+    queries, truth = [], []
+    if twins:
+        video = twins[0]
+        spec, twin = meta[video], meta[video]["twin"]
+        third_person = verbs[spec["action"]][0][0]
+        for subject, obj, shown_by in ((spec["subject"], spec["object"], video),
+                                       (spec["object"], spec["subject"], twin)):
+            queries.append(f"the {subject} {third_person} the {obj}")
+            truth.append(f'"{queries[-1]}": shown by {shown_by}')
+    if alone:
+        spec = meta[alone[0]]
+        queries.append(f"the {spec['subject']} {verbs[spec['action']][0][0]}")
+        truth.append(f'"{queries[-1]}": shown by {alone[0]} (and maybe others)')
+    return [q for q in queries if q not in captions], truth
 
 
 def _banner(text: str) -> None:

@@ -477,6 +477,37 @@ def test_command_line_extracts_with_resnet50_and_the_output_trains(
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 2 and "val_rsum" in log[0]
 
+    # Search your own videos: a folder without captions, extracted with the model's recipe,
+    # indexed and searched, all through the command line.
+    mine = tmp_path / "my_videos"
+    mine.mkdir()
+    write_video(mine / "clip_a.mp4", "libx264", 48, 36, 10)
+    write_video(mine / "clip_b.mkv", "mpeg4", 40, 30, 7)
+    recipe = ["--backbone", "resnet50", "--random-weights", "--workers", "0", "--quiet"]
+    assert cli.main(["extract", str(mine), "--out", str(tmp_path / "mine_features"),
+                     "--max-frames", "2", *recipe]) == 0
+    index = tmp_path / "my_index"
+    assert cli.main(["index", str(run / "best"), str(tmp_path / "mine_features"), "--out",
+                     str(index), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["search", str(index), "a dog runs in the park", "-k", "5", "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["query"]["actions"] == ["run"]
+    hits = {hit["video_id"]: hit for hit in result["hits"]}
+    assert sorted(hits) == ["clip_a", "clip_b"]
+    assert hits["clip_a"]["source"] == str(mine / "clip_a.mp4")
+    assert len(hits["clip_a"]["timestamps"]) == 2
+    # features made another way (3 frames a video) are refused, naming both recipes
+    assert cli.main(["extract", str(mine / "clip_a.mp4"), "--out", str(tmp_path / "other"),
+                     "--max-frames", "3", *recipe]) == 0
+    arguments = ["index", str(run / "best"), str(tmp_path / "other" / "resnet50.hdf5"),
+                 "--out", str(tmp_path / "other_index"), "--quiet"]
+    assert cli.main(arguments) == 1
+    error = capsys.readouterr().err
+    assert "max_frames=3" in error and "max_frames=2" in error and "--allow-other-recipe" in error
+    assert not (tmp_path / "other_index").exists()
+    assert cli.main([*arguments, "--allow-other-recipe"]) == 0
+
 
 def test_command_line_names_agree_with_the_library():
     assert cli.EXTRACT_BACKBONES == BACKBONES

@@ -139,6 +139,15 @@ class IndexWriter:
         if repeated or len(set(video_ids)) != len(video_ids):
             raise ValueError(f"video id(s) {repeated[:3] or list(video_ids)[:3]} are already in "
                              f"the index {self.directory}; a video is indexed once")
+        rows, dim = len(video_ids), self.manifest["model"]["embed_dim"]
+        top = self.manifest["top_attributes"]
+        shapes = [(f"embeddings[{lv!r}]", embeddings[lv].shape, (rows, dim)) for lv in self.levels]
+        shapes += [(f"{name}[{lv!r}]", values[lv].shape, (rows, top))
+                   for lv in self.attribute_levels
+                   for name, values in (("top_ids", top_ids), ("top_probs", top_probs))]
+        for name, shape, expected in shapes:
+            if tuple(shape) != expected:
+                raise ValueError(f"{name} has shape {tuple(shape)}; expected {expected}")
         for level in self.levels:
             _append_array(self.directory / _embedding_file(level), embeddings[level], np.float32)
         for level in self.attribute_levels:
@@ -289,17 +298,31 @@ def build_index(
 ) -> Path:
     """Encode every video of ``source`` with ``retriever`` into a new index directory ``out``
     (written beside it and renamed into place when complete); returns its path."""
-    out = Path(out)
-    _refuse_existing(out)
     check_features(retriever, source, allow_other_recipe)
     choose_kind(kind, 1)  # an unknown kind fails before any work
+    with new_index(out, retriever, source.features_record()) as writer:
+        _encode_into(writer, retriever, source, progress)
+        writer.commit(kind, nlist, progress)
+    return Path(out)
+
+
+@contextmanager
+def new_index(
+    out: str | Path, retriever: Retriever, features: Mapping[str, Any]
+) -> Iterator[IndexWriter]:
+    """An :class:`IndexWriter` on a staging directory beside ``out`` that holds a copy of the
+    model; renamed to ``out`` when the block ends without an error (the caller commits the
+    rows), removed when it fails. ``features``: the indexed features' ``features_record``."""
+    out = Path(out)
+    _refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         _copy_model(retriever.checkpoint, staging / MODEL_DIR)
-        writer = IndexWriter(staging, _new_manifest(retriever, source))
-        _encode_into(writer, retriever, source, progress)
-        writer.commit(kind, nlist, progress)
+        writer = IndexWriter(staging, _new_manifest(retriever, features))
+        yield writer
+        if not (staging / MANIFEST).is_file():
+            raise RuntimeError("the new index was never committed (IndexWriter.commit)")
         _fsync_directory(staging)
         if out.is_dir():  # an empty directory: replaced
             out.rmdir()
@@ -308,7 +331,6 @@ def build_index(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
 
 
 def add_to_index(
@@ -399,7 +421,7 @@ def _encode_into(writer: IndexWriter, retriever: Retriever, source: VideoSource,
     return len(source.video_ids) - len(todo)
 
 
-def _new_manifest(retriever: Retriever, source: VideoSource) -> dict[str, Any]:
+def _new_manifest(retriever: Retriever, features: Mapping[str, Any]) -> dict[str, Any]:
     weights = retriever.level_weights
     attribute_levels = list(retriever.video_attributes(
         {level: torch.zeros(1, retriever.embed_dim) for level in retriever.levels}))
@@ -418,7 +440,7 @@ def _new_manifest(retriever: Retriever, source: VideoSource) -> dict[str, Any]:
         "scales": {level: math.sqrt(w) if w > 0 else 1.0 for level, w in weights.items()},
         "attribute_levels": attribute_levels,
         "top_attributes": TOP_ATTRIBUTES,
-        "features": source.features_record(),
+        "features": dict(features),
         "count": 0,
         "faiss": {},
         "files": {},
@@ -455,6 +477,10 @@ class VideoIndex:
     @property
     def kind(self) -> str:
         return "flat" if self.manifest["faiss"]["description"].startswith("Flat") else "ivf"
+
+    def default_nprobe(self) -> int | None:
+        """IVF cells a search visits unless told otherwise (None for a flat index)."""
+        return default_nprobe(_ivf(self.faiss)) if self.kind == "ivf" else None
 
     def search(
         self,

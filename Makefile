@@ -23,7 +23,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mcsan demo --out demo_out
 
+# the page's browser test drives Debian's chromium (no browser download): installed here when
+# missing and running as root (as CI does); elsewhere install it yourself (apt-get install chromium)
 test: $(STAMP)
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

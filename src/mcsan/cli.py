@@ -187,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     search.set_defaults(handler=run_search)
 
+    serve = commands.add_parser(
+        "serve", help="search an index over HTTP, with a web page",
+        description="Serve INDEX_DIR: a search page at /, the API (POST /search, GET "
+        "/videos/{id}, /videos/{id}/media, /health, /metrics) documented at /docs.")
+    serve.add_argument("index", type=Path, help="index directory written by `mcsan index`")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token-file", type=Path,
+                       help="require 'Authorization: Bearer <token>' with the token in this "
+                       "file (or set MCSAN_TOKEN)")
+    serve.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="URL",
+                       help="allow browser requests from this origin (repeatable; default none)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    serve.set_defaults(handler=run_serve)
+
     demo = commands.add_parser("demo", help="the main job on the built-in synthetic benchmark")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--size", default="small")
@@ -344,6 +360,14 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps(results_json(index, results, args.k), indent=2))
     else:
         print(format_results(results))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from mcsan.serve import read_token, run_server
+
+    run_server(args.index, host=args.host, port=args.port, token=read_token(args.token_file),
+               cors_origins=args.cors_origins, device=args.device)
     return 0
 
 

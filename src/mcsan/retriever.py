@@ -144,7 +144,7 @@ class Retriever:
         self.config: Config = loaded.config
         model, self.vocabularies = model_from_checkpoint(loaded)
         self.device = resolve_device(device)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device).eval()
         self.features: dict[str, Any] | None = read_checkpoint_note(self.checkpoint, FEATURES_NOTE)
         self.fingerprint = model_fingerprint(self.checkpoint)
         self._parser: CaptionParser | None = None
@@ -233,7 +233,6 @@ class Retriever:
         for item in items:
             item.update(video_id="", caption_id="")
         sizes = {level: len(vocab) for level, vocab in self.vocabularies.vocabs.items()}
-        self.model.eval()
         parts = []
         for start in range(0, len(items), batch_size):
             batch = collate_captions(items[start : start + batch_size], sizes)
@@ -256,7 +255,6 @@ class Retriever:
         file's sorted id order: ``sorted(h5py.File(path))``). D must be the model's input
         size; each video is resampled to ``data.max_frames`` frames as in training."""
         arrays = list(_video_arrays(videos))
-        self.model.eval()
         parts = []
         for start in range(0, len(arrays), batch_size):
             chunk = arrays[start : start + batch_size]

@@ -652,3 +652,22 @@ def test_parser_diff_names_the_rule_behind_each_changed_caption(tmp_path):
     assert result["changed_captions_by_rule"] == {"phrase_after_agent": 1}
     (sample,) = result["samples"]["phrase_after_agent"]
     assert sample["old_only"] == ["child|in|hat"] and sample["new_only"] == ["dancer|in|hat"]
+
+
+def test_serve_benchmark_small_run(tiny_checkpoint, tiny_prepared, tmp_path):
+    import mcsan
+    from mcsan.index import build_index
+    from mcsan.sources import open_source
+
+    root, _ = tiny_prepared
+    index = build_index(mcsan.load(tiny_checkpoint.best_dir, device="cpu"),
+                        open_source(root, ["test"], progress=False), tmp_path / "index",
+                        progress=False)
+    serve = load("serve")
+    out = tmp_path / "serve.json"
+    assert serve.main(["--index", str(index), "--clients", "4", "--seconds", "1",
+                       "--sequential", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["videos"] == 24 and report["concurrent"]["errors"] == 0
+    assert report["concurrent"]["requests"] >= 4 and report["one_client_ms"]["count"] == 3
+    assert report["in_process_ms"]["p50"] > 0

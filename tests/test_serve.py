@@ -247,3 +247,29 @@ def test_no_generated_request_gets_a_server_error(media_index, one_thread):
                 assert "error" in response.json()
 
         check()
+
+
+def test_concurrent_queries_are_answered_together_and_fail_alone(media_index, one_thread):
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from mcsan.serve import SearchBatcher
+
+    index, _ = media_index
+    batcher = SearchBatcher(index)
+    weights = index.retriever.level_weights
+    group = [(query, k, weights, Future()) for query, k in
+             (("a dog chases a cat", 3), ("qwertyuiop zxcvbnm", 5), ("a man runs", 2))]
+    batcher._answer(group)  # one search for the three; the bad one fails alone
+    for (query, k, _, answer) in (group[0], group[2]):
+        expected = index.search([query], k=k)[0]
+        assert [(h.video_id, h.score) for h in answer.result().hits] == [
+            (h.video_id, h.score) for h in expected.hits]
+    with pytest.raises(ValueError, match="no word this model knows"):
+        group[1][3].result()
+
+    queries = ["a dog chases a cat", "a man runs", "the cat jumps", "a girl pushes a boy"] * 4
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda q: batcher.search(q, 4, weights), queries))
+    for query, answer in zip(queries, answers, strict=True):
+        assert [h.video_id for h in answer.hits] == [
+            h.video_id for h in index.search([query], k=4)[0].hits]

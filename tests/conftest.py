@@ -35,6 +35,7 @@ def tiny_checkpoint(tiny_prepared, tmp_path_factory):
         [
             "train.epochs=1",
             "train.batch_size=32",
+            "train.warmup_steps=5",
             "model.embed_dim=16",
             "model.hidden_dim=16",
             "model.word_dim=16",

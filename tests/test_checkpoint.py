@@ -202,3 +202,15 @@ def test_rng_state_round_trips_through_json():
     restore_rng_state(state)
     second = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(4))
     assert first[:3] == second[:3] and torch.equal(first[3], second[3])
+
+
+def test_truncated_weights_name_the_file_and_say_the_checkpoint_is_damaged(tmp_path):
+    import os
+
+    target = save_checkpoint(tmp_path / "c", config=Config(),
+                             model_state={"w": torch.ones(1000)}, vocab={})
+    weights = target / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    with pytest.raises(ValueError, match=r"model.safetensors cannot be read .* the checkpoint "
+                       "is damaged"):
+        load_checkpoint(target)

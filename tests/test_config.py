@@ -65,3 +65,15 @@ def test_loader_workers_are_automatic_by_default(monkeypatch):
     assert loader_workers(0, cuda) == 0 and loader_workers(6, torch.device("cpu")) == 6
     with pytest.raises(ValueError, match=r"train.num_workers=-2; use -1 \(automatic\)"):
         apply_overrides(Config(), ["train.num_workers=-2"])
+
+
+def test_a_list_of_names_takes_one_name_or_a_comma_list():
+    assert apply_overrides(Config(), ["model.levels=global"]).model.levels == ["global"]
+    assert apply_overrides(Config(), ["model.levels=global, entity"]).model.levels == [
+        "global", "entity"]
+    assert apply_overrides(Config(), ["model.levels=[global,action]"]).model.levels == [
+        "global", "action"]
+    with pytest.raises(ValueError, match="unknown level"):
+        apply_overrides(Config(), ["model.levels=globl"])
+    with pytest.raises(ValueError, match="is not a list of names"):
+        apply_overrides(Config(), ["model.levels=3"])

@@ -94,3 +94,11 @@ def test_rows_refuse_a_loader_that_gave_too_few_rows():
     nothing = _Rows(4)  # a model without attribute heads predicts {} for every batch
     nothing.add({})
     assert nothing.filled() == {}
+
+
+def test_the_1k_a_split_names_its_protocol(trained, one_thread):
+    model, config, _, _ = trained
+    encoded = encode(trained, "test", batch_size=32)
+    assert evaluate_encoded(encoded, model, config, "test")["protocol"] == "all-captions"
+    assert evaluate_encoded(encoded, model, config, "test_1k")["protocol"].startswith(
+        "msrvtt-1k-A")

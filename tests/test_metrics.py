@@ -342,3 +342,18 @@ def test_role_swap_accuracy_counts_own_video_strictly_above_its_twin():
     # right: caption 0 and 3; wrong: caption 1; a tie (caption 2) counts as wrong
     assert role_swap_accuracy(scores, caption_to_video, twin_of) == 0.5
     assert math.isnan(role_swap_accuracy(scores, caption_to_video, torch.tensor([-1, -1, -1])))
+
+
+def test_map_of_a_level_without_any_positive_label_is_undefined_not_an_error():
+    from mcsan.evaluate import results_table
+
+    logits = torch.randn(5, 3)
+    assert attribute_map(logits, torch.zeros(5, 3)) is None
+    assert attribute_map_report(logits, torch.zeros(5, 3))["num_without_positive"] == 3
+    fused = {"t2v_r1": 1.0, "t2v_r5": 2.0, "t2v_r10": 3.0, "t2v_medr": 1.0, "t2v_mnr": 1.0,
+             "v2t_r1": 1.0, "v2t_r5": 2.0, "v2t_r10": 3.0, "v2t_medr": 1.0, "v2t_mnr": 1.0,
+             "rsum": 12.0}
+    table = results_table({"split": "test", "protocol": "all-captions", "captions": 5,
+                           "videos": 5, "fused": fused, "levels": {},
+                           "attributes": {"action": {"video_map": None, "text_map": 12.5}}})
+    assert "video undefined (no positive label in this split)" in table and "12.5" in table

@@ -205,3 +205,56 @@ def test_pretrained_backbone_trains_at_its_own_learning_rate():
     config.train.backbone_lr = -1.0
     with pytest.raises(ValueError, match="backbone_lr"):
         parameter_groups(MCSAN(config.model, config.loss, 8, 20, sizes), config)
+
+
+def test_relative_data_paths_are_stored_absolute_and_evaluate_from_elsewhere(
+    tiny_prepared, tmp_path, monkeypatch, one_thread
+):
+    import os
+
+    from mcsan.evaluate import evaluate_checkpoint
+
+    root, prepared = tiny_prepared
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(tiny_prepared, "run", ["train.epochs=1"])
+    config.data.root = os.path.relpath(root, tmp_path)
+    config.data.prepared = os.path.relpath(prepared, tmp_path)
+    train(config, progress=False)
+    best = tmp_path / "run" / "best"
+    saved = json.loads((best / "config.json").read_text())["data"]
+    assert saved["root"] == str(root) and saved["prepared"] == str(prepared)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    results = evaluate_checkpoint(best, split="test", progress=False)
+    assert results["videos"] == 24
+
+
+def test_unset_data_paths_and_a_warm_up_longer_than_the_run_are_said(tiny_prepared, tmp_path,
+                                                                      one_thread):
+    config = tiny_config(tiny_prepared, tmp_path / "a")
+    config.data.root = ""
+    with pytest.raises(ValueError, match="data.root is not set"):
+        train(config, progress=False)
+    config = tiny_config(tiny_prepared, tmp_path / "b", ["train.epochs=1",
+                                                         "train.warmup_steps=500"])
+    with pytest.warns(UserWarning, match=r"train.warmup_steps=500 is more than the run's \d+ "
+                      "steps"):
+        train(config, progress=False)
+
+
+def test_evaluate_names_the_flags_when_the_training_data_is_gone(tiny_prepared, tmp_path,
+                                                                 one_thread):
+    import shutil
+
+    from mcsan.evaluate import evaluate_checkpoint
+
+    result = train(tiny_config(tiny_prepared, tmp_path / "run", ["train.epochs=1"]),
+                   progress=False)
+    moved = tmp_path / "copy"
+    shutil.copytree(result.best_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["root"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match="--data DIR.*--prepared DIR"):
+        evaluate_checkpoint(moved, split="test", progress=False)

@@ -278,7 +278,7 @@ def load_checkpoint(directory: str | Path) -> Checkpoint:
     return Checkpoint(
         directory=directory,
         config=Config.load(directory / CONFIG_FILE),
-        model_state=load_file(str(directory / MODEL_FILE)),
+        model_state=_read_tensors(directory / MODEL_FILE),
         vocab=_read_json(directory / VOCAB_FILE),
         optimizer_state=_read_structured(directory, "optimizer"),
         scheduler_state=_read_structured(directory, "scheduler"),
@@ -319,6 +319,17 @@ def _checked_directory(directory: str | Path) -> Path:
     return directory
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own error type for a damaged file
+        raise ValueError(
+            f"{path} cannot be read ({str(error).splitlines()[0] if str(error) else error!r}); "
+            "the checkpoint is damaged (truncated or overwritten): use another checkpoint, or "
+            "the run's last/ or best/ if this is the other one"
+        ) from None
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -336,7 +347,7 @@ def _read_structured(directory: Path, name: str) -> dict[str, Any] | None:
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise ValueError(f"{json_path} is not an mcsan state file (format {STATE_FORMAT})")
     tensor_path = directory / f"{name}.safetensors"
-    tensors = load_file(str(tensor_path)) if tensor_path.is_file() else {}
+    tensors = _read_tensors(tensor_path) if tensor_path.is_file() else {}
     return _decode(document["state"], tensors, tensor_path)
 
 

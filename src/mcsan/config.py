@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -244,7 +245,14 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check scalar fields; numbers written as strings ("1e-3", which YAML reads as text) and
-    ints given for floats become the field's type."""
+    ints given for floats become the field's type; a list of strings may be given as one name
+    or a comma list (``model.levels=global``, ``model.levels=global,entity``)."""
+    if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where}={value!r} is not a list of names")
+        return value
     if hint is float and not isinstance(value, bool):
         try:
             return float(value)

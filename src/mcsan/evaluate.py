@@ -29,7 +29,7 @@ from mcsan.data.batches import (
     multi_hot,
 )
 from mcsan.data.dataset import Dataset, Split
-from mcsan.data.layouts import read_dataset
+from mcsan.data.layouts import MSRVTT_1K_SPLIT, read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
 from mcsan.data.vocab import Vocabularies
 from mcsan.factory import model_from_checkpoint
@@ -69,8 +69,14 @@ def load_checkpoint_with_data(
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint)
     config = checkpoint.config
+    root = data_root or config.data.root
+    if not root or not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"the dataset of {checkpoint.directory} ({root or 'not recorded'}) is not there; "
+            "name it with --data DIR, and its prepared captions with --prepared DIR"
+        )
     dataset = read_dataset(
-        data_root or config.data.root,
+        root,
         config.data.layout,
         features=config.data.features or None,
         skip_invalid=config.data.skip_invalid,
@@ -107,6 +113,10 @@ def evaluate_checkpoint(
     results = evaluate_encoded(encoded, model, config, split_name)
     results["checkpoint"] = str(checkpoint_dir)
     return results
+
+
+# MSR-VTT's 1k-A test: 1,000 videos of the official test split, one caption each (JSFusion's list)
+ONE_K_A_PROTOCOL = "msrvtt-1k-A (1,000 test videos, one caption each)"
 
 
 @dataclass
@@ -196,7 +206,7 @@ def evaluate_encoded(encoded: EncodedSplit, model: MCSAN, config: Config, split_
     """Fused and per-level retrieval metrics plus attribute mAP, as a JSON-ready dict."""
     weights = model.level_weights
     results = {
-        "protocol": config.eval.protocol,
+        "protocol": ONE_K_A_PROTOCOL if split_name == MSRVTT_1K_SPLIT else config.eval.protocol,
         "split": split_name,
         "videos": len(encoded.video_ids),
         "captions": len(encoded.caption_ids),
@@ -236,8 +246,10 @@ def results_table(results: dict) -> str:
         format_table({"fused": results["fused"], **results["levels"]}),
     ]
     for level, maps in results.get("attributes", {}).items():
+        shown = {side: "undefined (no positive label in this split)" if maps[side] is None
+                 else f"{maps[side]:5.1f}" for side in ("video_map", "text_map")}
         lines.append(
-            f"attribute mAP {level:<12} video {maps['video_map']:5.1f}   text {maps['text_map']:5.1f}"
+            f"attribute mAP {level:<12} video {shown['video_map']}   text {shown['text_map']}"
         )
     return "\n".join(lines)
 

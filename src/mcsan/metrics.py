@@ -45,8 +45,9 @@ Attribute mAP
 average precision of that column: ``AP = mean over positives p of precision(>= score(p))``,
 where ``precision(>= s)`` counts every item scoring ``>= s`` (tied items enter together, as in
 scikit-learn's ``average_precision_score``). Attributes without positives are left out of the
-mean (their AP is undefined); the count used is returned by ``attribute_map_report``. The
-mAP is given in percent, like the recalls.
+mean (their AP is undefined); the count used is returned by ``attribute_map_report``. Where
+no attribute has a positive the mAP itself is undefined: None. The mAP is given in percent,
+like the recalls.
 """
 
 from __future__ import annotations
@@ -487,19 +488,21 @@ def attribute_average_precision(
     return ap
 
 
-def attribute_map(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Mean AP (percent) over attributes with at least one positive.  logits, targets: (M, V)"""
+def attribute_map(logits: torch.Tensor, targets: torch.Tensor) -> float | None:
+    """Mean AP (percent) over attributes with at least one positive, None when no attribute
+    has one (a split whose captions name nothing of that level).  logits, targets: (M, V)"""
     return attribute_map_report(logits, targets)["map"]
 
 
-def attribute_map_report(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float | int]:
-    """mAP with the number of attributes averaged over and left out (no positive).  (M, V)"""
+def attribute_map_report(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> dict[str, float | int | None]:
+    """mAP (None where no attribute has a positive: undefined) with the number of attributes
+    averaged over and left out (no positive).  (M, V)"""
     ap = attribute_average_precision(logits, targets)
     defined = ~torch.isnan(ap)
-    if not bool(defined.any()):
-        raise ValueError("no attribute has a positive target; mAP is undefined")
     return {
-        "map": 100.0 * float(ap[defined].mean()),
+        "map": 100.0 * float(ap[defined].mean()) if bool(defined.any()) else None,
         "num_attributes": int(defined.sum()),
         "num_without_positive": int((~defined).sum()),
     }

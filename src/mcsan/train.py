@@ -126,6 +126,13 @@ def training_loader(
 def train(config: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train MCSAN on ``config.data`` and return where the checkpoints are."""
     config.validate()
+    for key in ("root", "prepared"):
+        if not getattr(config.data, key):
+            raise ValueError(f"data.{key} is not set; pass data.{key}=DIR (the dataset "
+                             "directory, and the one `mcsan prepare` wrote)")
+    # stored absolute, so that evaluate and calibrate find them from any directory
+    config.data.root = str(Path(config.data.root).resolve()) if config.data.root else ""
+    config.data.prepared = str(Path(config.data.prepared).resolve()) if config.data.prepared else ""
     run_dir = Path(config.train.out_dir)
     last_dir, best_dir = run_dir / "last", run_dir / "best"
     if not resume and last_dir.exists():
@@ -165,6 +172,13 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     loader = training_loader(pairs, config, attribute_sizes, generator, device)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.train.epochs
+    if config.train.warmup_steps > total_steps:
+        warnings.warn(
+            f"train.warmup_steps={config.train.warmup_steps} is more than the run's "
+            f"{total_steps} steps ({config.train.epochs} epochs of {steps_per_epoch}): the "
+            "learning rate never reaches train.lr; lower train.warmup_steps",
+            stacklevel=2,
+        )
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config), lr=config.train.lr, weight_decay=config.train.weight_decay
     )

@@ -77,3 +77,28 @@ def test_a_list_of_names_takes_one_name_or_a_comma_list():
         apply_overrides(Config(), ["model.levels=globl"])
     with pytest.raises(ValueError, match="is not a list of names"):
         apply_overrides(Config(), ["model.levels=3"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.embed_dim=-3", "model.embed_dim=-3; it must be at least 1"),
+    ("vocab.min_count=0", "vocab.min_count=0; it must be at least 1"),
+    ("vocab.top_k.entity=abc", "vocab.top_k.entity='abc' is not an integer"),
+    ("vocab.top_k.entity=0", "vocab.top_k.entity=0; it must be at least 1"),
+    ("train.batch_size=1", "train.batch_size=1; it must be at least 2"),
+    ("train.lr=-1e-3", "train.lr=-0.001; it must be >= 0"),
+    ("model.dropout=1.5", "model.dropout=1.5; choose a value in [0, 1)"),
+    ("eval.split=''", "eval.split is empty"),
+    ("train.epochz=3", "did you mean train.epochs?"),
+])
+def test_overrides_are_checked_with_the_key_named(override, message):
+    with pytest.raises((ValueError, KeyError)) as error:
+        apply_overrides(Config(), [override])
+    assert message in (error.value.args[0] if error.value.args else str(error.value))
+
+
+def test_config_errors_on_the_command_line_are_plain_lines(capsys):
+    from mcsan.cli import main
+
+    assert main(["train", "train.epochz=3"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("mcsan train: error: override 'train.epochz=3'")  # no stray quote

@@ -258,3 +258,14 @@ def test_evaluate_names_the_flags_when_the_training_data_is_gone(tiny_prepared, 
     (moved / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match="--data DIR.*--prepared DIR"):
         evaluate_checkpoint(moved, split="test", progress=False)
+
+
+def test_resume_with_other_model_sizes_names_the_settings_that_differ(tiny_prepared, tmp_path,
+                                                                      one_thread):
+    train(tiny_config(tiny_prepared, tmp_path / "run", ["train.epochs=1"]), progress=False)
+    wider = tiny_config(tiny_prepared, tmp_path / "run", ["train.epochs=2", "model.embed_dim=48"])
+    with pytest.raises(ValueError) as error:
+        train(wider, resume=True, progress=False)
+    message = str(error.value)
+    assert "model.embed_dim is 32 in the checkpoint but 48 now" in message
+    assert "shape" not in message  # no parameter-by-parameter size list

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as error:
-        print(f"mcsan {args.command}: error: {error}", file=sys.stderr)
+        # a KeyError's str() is the repr of its message: print the message itself
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"mcsan {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

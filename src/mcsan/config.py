@@ -8,6 +8,7 @@ The resolved config is saved beside every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import typing
@@ -170,7 +171,34 @@ class Config:
         bad_top_k = [k for k in self.vocab.top_k if k not in ATTRIBUTE_LEVELS]
         if bad_top_k:
             raise ValueError(f"vocab.top_k has unknown level(s) {bad_top_k}")
+        at_least = {  # field -> smallest value that makes sense
+            "model.embed_dim": 1, "model.hidden_dim": 1, "model.word_dim": 1,
+            "model.num_entity_queries": 1, "model.num_action_queries": 1,
+            "model.num_relationship_queries": 1, "data.max_frames": 1, "data.max_words": 1,
+            "vocab.min_count": 1, "vocab.word_min_count": 1, "train.epochs": 1,
+            "train.batch_size": 2, "train.warmup_steps": 0, "train.eval_every": 1,
+            "eval.chunk_size": 1, "eval.batch_size": 1,
+            **{f"vocab.top_k.{level}": 1 for level in self.vocab.top_k},
+        }
+        for name, smallest in at_least.items():
+            value = self._field(name)
+            if value < smallest:
+                raise ValueError(f"{name}={value}; it must be at least {smallest}")
+        for name in ("train.lr", "loss.attribute_weight", "loss.kl_weight", "loss.margin",
+                     "train.weight_decay", "train.grad_clip"):
+            if not self._field(name) >= 0:
+                raise ValueError(f"{name}={self._field(name)}; it must be >= 0")
+        if not 0 <= self.model.dropout < 1:
+            raise ValueError(f"model.dropout={self.model.dropout}; choose a value in [0, 1)")
+        if not self.eval.split:
+            raise ValueError("eval.split is empty; name a split (test, val, test_1k, ...)")
         return self
+
+    def _field(self, dotted: str) -> Any:
+        node: Any = self
+        for key in dotted.split("."):
+            node = node[key] if isinstance(node, dict) else getattr(node, key)
+        return node
 
     # ----- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +244,10 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 where = ".".join(keys[: depth + 1])
-                raise KeyError(f"override {override!r}: no config field {where!r}")
+                close = difflib.get_close_matches(key, list(node) if isinstance(node, dict)
+                                                  else [], n=1)
+                hint = f"; did you mean {'.'.join([*keys[:depth], close[0]])}?" if close else ""
+                raise KeyError(f"override {override!r}: no config field {where!r}{hint}")
             if depth == len(keys) - 1:
                 node[key] = yaml.safe_load(raw)
             else:
@@ -231,7 +262,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise KeyError(f"{where}: unknown field(s) {unknown} in {cls.__name__}; known: {sorted(known)}")
+        close = difflib.get_close_matches(unknown[0], list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"{where}: unknown field(s) {unknown} in {cls.__name__}{hint}; known: "
+                       f"{sorted(known)}")
     hints = get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
@@ -247,6 +281,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check scalar fields; numbers written as strings ("1e-3", which YAML reads as text) and
     ints given for floats become the field's type; a list of strings may be given as one name
     or a comma list (``model.levels=global``, ``model.levels=global,entity``)."""
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}={value!r} is not a mapping of names to values")
+        value_hint = typing.get_args(hint)[1]
+        return {key: _coerce(item, value_hint, f"{where}.{key}") for key, item in value.items()}
     if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]

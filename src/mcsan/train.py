@@ -32,6 +32,7 @@ from mcsan import __version__
 from mcsan.calibrate import FusionCalibration, calibrate_checkpoint
 from mcsan.checkpoint import (
     capture_rng_state,
+    check_compatible,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -191,6 +192,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
     start_epoch, step, best_rsum, history = 0, 0, -math.inf, []
     if resume:
         state = load_checkpoint(last_dir)
+        check_compatible(state, config=config)  # the settings that differ, when they do
+        check_compatible(state, model_state=model.state_dict())
         model.load_state_dict(state.model_state)
         optimizer.load_state_dict(state.optimizer_state)
         scheduler.load_state_dict(state.scheduler_state)

@@ -97,3 +97,25 @@ def test_train_print_config_gives_a_file_train_reads_back(tmp_path, capsys, monk
     assert config.loss.sum_violation_epochs == 2 and config.model.levels == ["global"]
     assert config.to_dict() == Config.load(written, ["train.lr=0.0002"]).to_dict()  # the default
     assert not (tmp_path / "runs").exists()  # printing trains nothing (out_dir is runs/mcsan)
+
+
+def test_ctrl_c_ends_with_one_line_that_says_how_to_go_on(tmp_path, capsys, monkeypatch):
+    import mcsan.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mcsan.train, "train", interrupted)
+    assert main(["train", f"train.out_dir={tmp_path / 'run'}"]) == 130
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "Traceback" not in error
+    assert error.startswith("mcsan train: interrupted;") and "--resume" in error
+    assert f"{tmp_path / 'run'}/last" in error
+
+    import mcsan.data.prepare
+
+    monkeypatch.setattr(mcsan.data.prepare, "prepare", interrupted)
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--size", "tiny"]) == 0
+    assert main(["prepare", str(data), "--out", str(tmp_path / "p")]) == 130
+    assert "run the same command again" in capsys.readouterr().err

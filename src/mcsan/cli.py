@@ -25,11 +25,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print(f"\nmcsan {args.command}: interrupted; {interrupted_note(args)}", file=sys.stderr)
+        return 130
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as error:
         # a KeyError's str() is the repr of its message: print the message itself
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"mcsan {args.command}: error: {message}", file=sys.stderr)
         return 1
+
+
+def interrupted_note(args: argparse.Namespace) -> str:
+    """What an interrupted command left, and how to go on."""
+    if args.command == "train":
+        out = next((o.split("=", 1)[1] for o in getattr(args, "overrides", [])
+                    if o.startswith("train.out_dir=")), "train.out_dir")
+        return (f"every finished epoch is saved in {out}/last (and the best in {out}/best); "
+                "run the same command with --resume to continue")
+    if args.command == "prepare":
+        return (f"nothing in {args.out} was replaced; run the same command again (captions "
+                "parsed by an earlier finished run come from its cache)")
+    if args.command == "extract":
+        return (f"every finished video is kept under {args.out}; run the same command again to "
+                "extract the rest")
+    if args.command == "index":
+        return f"{args.out} is as it was before this run; run the command again"
+    return "nothing else to do"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,3 +119,43 @@ def test_ctrl_c_ends_with_one_line_that_says_how_to_go_on(tmp_path, capsys, monk
     assert main(["synth", str(data), "--size", "tiny"]) == 0
     assert main(["prepare", str(data), "--out", str(tmp_path / "p")]) == 130
     assert "run the same command again" in capsys.readouterr().err
+
+
+def test_bad_npy_features_are_named_by_file_and_skipped_items_listed(tmp_path, capsys,
+                                                                     one_thread):
+    import numpy as np
+
+    root = tmp_path / "vatex"
+    features = root / "features" / "i3d"
+    features.mkdir(parents=True)
+    videos = [f"v{i}" for i in range(8)]
+    captions = [{"videoID": v, "enCap": ["a dog runs in a park", "a man walks"]} for v in videos]
+    (root / "vatex_training_v1.0.json").write_text(json.dumps(captions[:6]))
+    (root / "vatex_validation_v1.0.json").write_text(json.dumps(captions[6:]))
+    rng = np.random.default_rng(0)
+    for video in videos:
+        np.save(features / f"{video}.npy", rng.random((4, 16), dtype=np.float32))
+    with_nan = rng.random((4, 16), dtype=np.float32)
+    with_nan[0, 0] = np.nan
+    np.save(features / "v2.npy", with_nan)
+    np.save(features / "v3.npy", rng.random((4, 8), dtype=np.float32))
+
+    assert main(["info", str(root)]) == 1
+    error = capsys.readouterr().err
+    assert f"{features / 'v3.npy'}: video v3 has i3d features of dimension 8" in error
+    assert "--skip-invalid" in error and "skip_invalid=True" not in error
+
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(root), "--out", str(out), "--skip-invalid"]) == 0
+    printed = capsys.readouterr()
+    assert f"every one is listed in {out / 'skipped.json'}" in printed.out
+    assert "features but no captions" not in printed.out + printed.err
+    skipped = json.loads((out / "skipped.json").read_text())
+    videos_skipped = {item["item_id"] for item in skipped if item["item_id"].startswith("video")}
+    assert videos_skipped == {"video v2", "video v3"}
+    assert {item["file"] for item in skipped if item["item_id"] == "video v2"} == {
+        str(features / "v2.npy")}
+    from mcsan.data.layouts import read_dataset_with_report
+
+    _, report = read_dataset_with_report(root, skip_invalid=True, progress=False)
+    assert not [w for w in report.warnings if "features but no captions" in w]

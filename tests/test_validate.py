@@ -41,6 +41,9 @@ class DictStore:
     def get(self, video_id: str) -> np.ndarray:
         return self._arrays[video_id]
 
+    def file_of(self, video_id: str):
+        return self.path
+
 
 def make_dataset(
     arrays: dict[str, np.ndarray] | None = None,
@@ -333,7 +336,7 @@ def test_unreadable_per_video_file_is_named(tmp_path: Path) -> None:
         np.save(directory / f"video{i}.npy", np.ones((4, 8), np.float32))
     (directory / "video1.npy").write_bytes(b"not a numpy file")
     with pytest.raises(
-        DataValidationError, match=r"i3d: video video1 has i3d features that cannot be read"
+        DataValidationError, match=r"i3d/video1.npy: video video1 has i3d features that cannot be read"
     ):
         read_dataset(tmp_path, progress=False)
     dataset = read_dataset(tmp_path, skip_invalid=True, progress=False)

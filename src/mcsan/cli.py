@@ -257,8 +257,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from mcsan.config import Config, apply_overrides
-    from mcsan.data.layouts import read_dataset
-    from mcsan.data.prepare import prepare
+    from mcsan.data.layouts import read_dataset_with_report
+    from mcsan.data.prepare import SKIPPED_FILE, prepare
 
     config = Config.load(args.config) if args.config else Config()
     config = apply_overrides(config, args.overrides)
@@ -267,8 +267,15 @@ def run_prepare(args: argparse.Namespace) -> int:
         from mcsan.checkpoint import load_checkpoint_vocab
 
         vocabularies = load_checkpoint_vocab(args.vocab_from)
-    dataset = read_dataset(args.root, args.layout, skip_invalid=args.skip_invalid)
+    dataset, report = read_dataset_with_report(args.root, args.layout,
+                                               skip_invalid=args.skip_invalid)
     prepare(dataset, args.out, config.vocab, n_process=args.n_process, vocabularies=vocabularies)
+    if report.skipped:
+        listed = args.out / SKIPPED_FILE
+        listed.write_text(json.dumps([vars(item) for item in report.skipped], indent=1) + "\n",
+                          encoding="utf-8")
+        print(f"{len(report.skipped)} invalid item(s) were skipped; every one is listed in "
+              f"{listed}")
     return 0
 
 

@@ -43,6 +43,10 @@ class FeatureStore(Protocol):
         """Return ``(frames, dim)`` float32 features of one video."""
         ...
 
+    def file_of(self, video_id: str) -> Path:
+        """The file that holds one video's features (named in errors)."""
+        ...
+
 
 class LazyHandle:
     """Opens a file on first use in each process; never pickles the open handle.

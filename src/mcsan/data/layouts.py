@@ -274,6 +274,9 @@ class _IndexedStore:
     def __contains__(self, video_id: object) -> bool:
         return video_id in self._index
 
+    def file_of(self, video_id: str) -> Path:
+        return self.path
+
     def _locate(self, video_id: str):
         if video_id not in self._index:
             raise KeyError(f"{self.path}: no {self.name} features for video {video_id}")
@@ -400,6 +403,9 @@ class NpyDirFeatureStore(_ShapesStore):
         if self._shapes is not None and video_id in self._shapes:
             return self._shapes[video_id]
         return _frames_shape(_npy_shape(self.path / self._locate(video_id)))
+
+    def file_of(self, video_id: str) -> Path:
+        return self.path / self._index[video_id] if video_id in self._index else self.path
 
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""

@@ -7,7 +7,8 @@ Files written to the output directory:
 - ``vocab.json``: attribute vocabularies per level with counts, the word vocabulary, and what
   they were built from (parser version, spaCy model, a fingerprint of the captions);
 - ``stats.json``: dataset, parsing and vocabulary statistics, label imbalance included;
-- ``parse_cache.jsonl``: the parse cache, so a second run parses nothing.
+- ``parse_cache.jsonl``: the parse cache, so a second run parses nothing;
+- ``skipped.json``: with ``--skip-invalid``, every item left out (file, item, reason).
 
 Vocabularies come from the training split only; parses exist for every split.
 """
@@ -50,6 +51,7 @@ PARSES_FILE = "parses.jsonl"
 VOCAB_FILE = "vocab.json"
 STATS_FILE = "stats.json"
 CACHE_FILE = "parse_cache.jsonl"
+SKIPPED_FILE = "skipped.json"  # `mcsan prepare --skip-invalid`: every item left out, and why
 FORMAT_VERSION = 1
 
 

@@ -30,7 +30,7 @@ from mcsan.data.dataset import Caption, Dataset, FeatureStore, Split
 
 log = logging.getLogger(__name__)
 
-SKIP_HINT = "or pass skip_invalid=True (data.skip_invalid) to skip and report such items"
+SKIP_HINT = "or pass --skip-invalid (data.skip_invalid=true) to skip and report such items"
 
 
 class DataValidationError(ValueError):
@@ -193,8 +193,9 @@ def _structural_problems(
                 continue
             problem = _shape_problem(store, video_id, dim)
             if problem:
-                report.reject(store.path, f"video {video_id}", problem, "re-extract its features")
-                bad[video_id] = f"{problem} in {store.path}"
+                file = store.file_of(video_id)
+                report.reject(file, f"video {video_id}", problem, "re-extract its features")
+                bad[video_id] = f"{problem} in {file}"
     return bad
 
 
@@ -247,9 +248,10 @@ def _scan_values(
     ):
         problem = _value_problem(store, video_id)
         if problem:
-            report.reject(store.path, f"video {video_id}", problem, "re-extract its features")
+            file = store.file_of(video_id)
+            report.reject(file, f"video {video_id}", problem, "re-extract its features")
             for name in split_names:
-                bad_videos[name][video_id] = f"{problem} in {store.path}"
+                bad_videos[name][video_id] = f"{problem} in {file}"
 
 
 def _value_problem(store: FeatureStore, video_id: str) -> str:
@@ -344,8 +346,10 @@ def _warn_videos_without_captions(split: Split, video_file: Path, report: Valida
 
 
 def _warn_unused_features(dataset: Dataset, report: ValidationReport) -> None:
-    """Count videos that have features in a store but belong to no split."""
-    in_splits: set[str] = set()
+    """Count videos that have features in a store but belong to no split (videos skipped as
+    invalid are reported as such, not here)."""
+    in_splits: set[str] = {item.item_id.removeprefix("video ") for item in report.skipped
+                           if item.item_id.startswith("video ")}
     stores: dict[int, FeatureStore] = {}
     for split in dataset:
         in_splits.update(split.video_ids)

@@ -342,3 +342,14 @@ def test_unreadable_per_video_file_is_named(tmp_path: Path) -> None:
     dataset = read_dataset(tmp_path, skip_invalid=True, progress=False)
     assert dataset["train"].video_ids == ["video0", "video2"]
     assert dataset["train"].feature_dim == 8
+
+
+def test_an_msrvtt_caption_error_names_its_sen_id(tmp_path: Path) -> None:
+    annotation = {
+        "videos": [{"video_id": "video0", "split": "train"}],
+        "sentences": [{"video_id": "video0", "caption": "a dog runs", "sen_id": 17},
+                      {"video_id": "video0", "caption": 42, "sen_id": 18}],
+    }
+    (tmp_path / "train_val_videodatainfo.json").write_text(json.dumps(annotation))
+    with pytest.raises(DataValidationError, match=r"caption video0#1 \(sen_id 18\) is int"):
+        read_dataset(tmp_path, progress=False)

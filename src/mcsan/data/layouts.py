@@ -926,7 +926,7 @@ def _read_videodatainfo(
             fix = "add the video to 'videos' or delete the sentence"
             report.reject(label, f"caption {caption_id}", reason, fix)
             continue
-        if _caption_ok(source, caption_id, text, report):
+        if _caption_ok(source, caption_id, text, report, sentence.get("sen_id")):
             captions_of.setdefault(video_id, []).append(Caption(caption_id, video_id, text))
     _finish_text(source, report)
 
@@ -1096,13 +1096,15 @@ def _read_text(label: Path, raw: bytes | None = None) -> _Text:
         return _Text(label, raw, text, start + error.start)
 
 
-def _caption_ok(source: _Text, caption_id: str, text: object, report: ValidationReport) -> bool:
-    """Whether a caption read from ``source`` is a string of valid UTF-8 (else reject it)."""
+def _caption_ok(
+    source: _Text, caption_id: str, text: object, report: ValidationReport, own_id: Any = None
+) -> bool:
+    """Whether a caption read from ``source`` is a string of valid UTF-8 (else reject it);
+    ``own_id``, the data set's own id of the caption (MSR-VTT's ``sen_id``), is named too."""
+    item = f"caption {caption_id}" + (f" (sen_id {own_id})" if own_id is not None else "")
     if not isinstance(text, str):
         reason = f"is {type(text).__name__}, not text"
-        report.reject(
-            source.label, f"caption {caption_id}", reason, "write the caption as a string"
-        )
+        report.reject(source.label, item, reason, "write the caption as a string")
         return False
     if source.first_bad is not None and _UNDECODABLE.search(text):
         source.rejected += 1
@@ -1115,7 +1117,7 @@ def _caption_ok(source: _Text, caption_id: str, text: object, report: Validation
             else source.first_bad
         )
         reason = f"holds bytes that are not UTF-8 ({_position(source.raw, offset)})"
-        report.reject(source.label, f"caption {caption_id}", reason, "re-save the file as UTF-8")
+        report.reject(source.label, item, reason, "re-save the file as UTF-8")
         return False
     return True
 

@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# options pass through: make demo ARGS="--threads 1 --size tiny"
 demo: $(STAMP)
-	$(VENV)/bin/mcsan demo --out demo_out
+	$(VENV)/bin/mcsan demo --out demo_out $(ARGS)
 
 # the page's browser test drives Debian's chromium (no browser download): installed here when
 # missing and running as root (as CI does); elsewhere install it yourself (apt-get install chromium)

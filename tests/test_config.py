@@ -102,3 +102,21 @@ def test_config_errors_on_the_command_line_are_plain_lines(capsys):
     assert main(["train", "train.epochz=3"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("mcsan train: error: override 'train.epochz=3'")  # no stray quote
+
+
+def test_threads_default_to_the_idle_cores(monkeypatch):
+    from mcsan import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)
+        monkeypatch.setattr(runtime.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+        assert runtime.idle_cores() == 3 and runtime.configure_threads(0) == 3
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(runtime.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+        assert runtime.configure_threads(0) == 1  # never fewer than one
+        assert runtime.configure_threads(2) == 2  # a given count is kept
+        with pytest.raises(ValueError, match="train.threads=-1"):
+            runtime.configure_threads(-1)
+    finally:
+        torch.set_num_threads(before)

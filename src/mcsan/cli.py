@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="annotation root for --layout hgr|bigfile (any layout mcsan reads)")
     extract.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     extract.add_argument("--threads", type=int, default=0,
-                         help="CPU threads for torch (default: one per core)")
+                         help="CPU threads for torch (default: one per idle core)")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=run_extract)
 
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="index features whose extraction recipe differs from the model's")
     index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     index.add_argument("--threads", type=int, default=0,
-                       help="CPU threads for torch (default: one per core)")
+                       help="CPU threads for torch (default: one per idle core)")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
     index.set_defaults(handler=run_index)
 
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", default="small")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=0,
-                      help="CPU threads for torch (default: one per core; use 1 on a busy machine)")
+                      help="CPU threads for torch (default: one per idle core)")
     demo.set_defaults(handler=run_demo)
     return parser
 

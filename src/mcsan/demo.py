@@ -8,6 +8,7 @@ which must be new, empty or an earlier demo's: the demo replaces only what it wr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from mcsan.evaluate import (
 )
 from mcsan.index import build_index, open_index
 from mcsan.retriever import load
-from mcsan.runtime import resolve_device
+from mcsan.runtime import configure_threads, resolve_device
 from mcsan.search_output import format_results
 from mcsan.sources import open_source
 from mcsan.train import train
@@ -76,6 +77,12 @@ def run_demo(
     out = Path(out)
     claim_directory(out)
     started = time.perf_counter()
+    threads = configure_threads(threads)
+    cores = os.cpu_count() or 1
+    if threads < cores:
+        print(f"note: other processes keep {cores - threads} of this machine's {cores} cores "
+              f"busy; training on {threads} thread(s), which is faster here than {cores}, but "
+              "the demo will take longer than on an idle machine (a few minutes more)")
     config = demo_config(out, seed, epochs, threads)
     _banner(f"1/6 synthesize the '{size}' benchmark → {config.data.root}")
     write_synth(config.data.root, SynthConfig.preset(size, seed=seed), overwrite=True)

@@ -39,13 +39,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads in torch (0 keeps torch's default of one per core).
+def configure_threads(threads: int) -> int:
+    """Use ``threads`` CPU threads in torch; 0 = one per idle core (``idle_cores``). Returns
+    the number set.
 
     On a machine whose cores are busy with other work, fewer threads than cores is much faster:
-    torch's threads wait for each other at every operation.
+    torch's threads wait for each other at every operation (``benchmarks/busy_threads.py``: a
+    demo-size training step took 0.45 s with 2 threads and 0.56 s with 1 on an idle 2-core
+    machine, but 1.07 s with 2 and 0.48 s with 1 while another process kept a core busy).
     """
     if threads < 0:
-        raise ValueError(f"train.threads={threads}; use 0 (one per core) or a positive count")
-    if threads:
-        torch.set_num_threads(threads)
+        raise ValueError(f"train.threads={threads}; use 0 (one per idle core) or a positive count")
+    chosen = threads or idle_cores()
+    torch.set_num_threads(chosen)
+    return chosen
+
+
+def idle_cores() -> int:
+    """Cores not taken by other processes: the core count less the 1-minute load average
+    (rounded), at least 1."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this platform
+        busy = 0
+    return max(1, min(cores, cores - busy))

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from mcsan.atomic import fsync_directory, fsync_file, replace_json
 from mcsan.config import Config
 
 CONFIG_FILE = "config.json"
@@ -103,7 +104,7 @@ def save_checkpoint(
         os.chmod(staging, 0o755)
         config.save(staging / CONFIG_FILE)  # flushed to disk by Config.save
         _write_tensors(staging / MODEL_FILE, _model_tensors(model_state))
-        _write_json(staging / VOCAB_FILE, dict(vocab))
+        replace_json(staging / VOCAB_FILE, dict(vocab))
         for name, state in (
             ("optimizer", optimizer_state),
             ("scheduler", scheduler_state),
@@ -112,10 +113,10 @@ def save_checkpoint(
             if state is not None:
                 _write_structured(staging, name, state)
         if metrics is not None:
-            _write_json(staging / METRICS_FILE, dict(metrics))
+            replace_json(staging / METRICS_FILE, dict(metrics))
         for name, data in (notes or {}).items():
-            _write_json(staging / name, data)
-        _fsync_directory(staging)
+            replace_json(staging / name, data)
+        fsync_directory(staging)
         _move_into_place(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -132,10 +133,10 @@ def update_checkpoint(
     directory = _checked_directory(directory)
     for name, data in (notes or {}).items():
         _check_note_name(name)
-        _replace_text(directory / name, json.dumps(data, indent=2) + "\n")
+        replace_json(directory / name, data)
     if config is not None:
         config.save(directory / CONFIG_FILE)  # written beside it, flushed, renamed into place
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return directory
 
 
@@ -143,21 +144,6 @@ def _check_note_name(name: str) -> None:
     reserved = {CONFIG_FILE, MODEL_FILE, VOCAB_FILE, METRICS_FILE}
     if name in reserved or Path(name).name != name or not name.endswith(".json"):
         raise ValueError(f"{name!r} cannot be a checkpoint note; name a new .json file")
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it, rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _refuse_foreign_directory(directory: Path) -> None:
@@ -174,7 +160,7 @@ def _refuse_foreign_directory(directory: Path) -> None:
 def _move_into_place(staging: Path, directory: Path) -> None:
     if not directory.exists():
         os.rename(staging, directory)
-        _fsync_directory(directory.parent)
+        fsync_directory(directory.parent)
         return
     suffix = staging.name.rsplit(".tmp-", 1)[1]
     previous = directory.with_name(f"{directory.name}.old-{suffix}")
@@ -184,7 +170,7 @@ def _move_into_place(staging: Path, directory: Path) -> None:
     except BaseException:
         os.rename(previous, directory)
         raise
-    _fsync_directory(directory.parent)
+    fsync_directory(directory.parent)
     shutil.rmtree(previous)
 
 
@@ -208,21 +194,13 @@ def _write_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
         seen_storage.add(tensor.untyped_storage().data_ptr())
         ready[name] = tensor
     save_file(ready, str(path), metadata={"format": "pt"})
-    _fsync_file(path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    fsync_file(path)
 
 
 def _write_structured(directory: Path, name: str, state: Mapping[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     encoded = _encode(dict(state), name, tensors)
-    _write_json(directory / f"{name}.json", {"format": STATE_FORMAT, "state": encoded})
+    replace_json(directory / f"{name}.json", {"format": STATE_FORMAT, "state": encoded})
     if tensors:
         _write_tensors(directory / f"{name}.safetensors", tensors)
 
@@ -253,21 +231,6 @@ def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         f"{path}: cannot store a {type(value).__name__} in a checkpoint; use tensors, numbers, "
         "strings, lists, tuples and dicts"
     )
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync elsewhere
-        return
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 # ----- loading -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from mcsan import ATTRIBUTE_LEVELS, LEVELS
+from mcsan.atomic import replace_json
 
 
 @dataclass
@@ -205,16 +205,8 @@ class Config:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        """Write the config as JSON: to ``<path>.tmp``, flushed to disk, then renamed over
-        ``path``, so a crash leaves the old file or the new one, never a part."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as stream:
-            stream.write(text + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        tmp.replace(path)
+        """Write the config as JSON, atomically (``mcsan.atomic``)."""
+        replace_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:

@@ -49,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 from mcsan import __version__
+from mcsan.atomic import fsync_directory, fsync_file, replace_json
 from mcsan.checkpoint import CONFIG_FILE, MODEL_FILE, VOCAB_FILE
 from mcsan.data.recipes import FEATURES_NOTE, describe_recipe, same_recipe
 from mcsan.data.semantics import CaptionParse
@@ -170,7 +171,7 @@ class IndexWriter:
         if self.count == 0:
             raise ValueError("no video to index; the index would be empty")
         for name in self._data_files():
-            _fsync(self.directory / name)
+            fsync_file(self.directory / name)
         manifest = json.loads(json.dumps(self.manifest))
         manifest["count"] = self.count
         faiss_index = self._faiss_with_new_rows(kind, nlist, progress)
@@ -183,7 +184,7 @@ class IndexWriter:
         manifest["files"] = {name: (self.directory / name).stat().st_size
                              for name in self._data_files()}
         manifest["updated"] = _now()
-        _write_json_atomically(self.directory / MANIFEST, manifest)
+        replace_json(self.directory / MANIFEST, manifest, indent=1)
         if previous and previous != faiss_name:
             (self.directory / previous).unlink(missing_ok=True)
         self.manifest, self.added = manifest, 0
@@ -325,11 +326,11 @@ def new_index(
         yield writer
         if not (staging / MANIFEST).is_file():
             raise RuntimeError("the new index was never committed (IndexWriter.commit)")
-        _fsync_directory(staging)
+        fsync_directory(staging)
         if out.is_dir():  # an empty directory: replaced
             out.rmdir()
         os.rename(staging, out)
-        _fsync_directory(out.parent)
+        fsync_directory(out.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -731,7 +732,7 @@ def _write_faiss(index, path: Path) -> None:
 
     partial = path.with_name(f".{path.name}.partial")
     faiss.write_index(index, str(partial))
-    _fsync(partial)
+    fsync_file(partial)
     os.replace(partial, path)
 
 
@@ -761,34 +762,6 @@ def _refuse_existing(out: Path) -> None:
 def _damaged(directory: Path, what: str) -> str:
     return (f"the index {directory} is damaged: {what}. Build it again with `mcsan index` (a "
             "run killed while adding leaves the previous state readable; this is not that)")
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=1)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mcsan import ATTRIBUTE_LEVELS
+from mcsan.atomic import replace_json, replace_lines
 from mcsan.config import VocabConfig
 from mcsan.data.dataset import Caption, Dataset
 from mcsan.data.semantics import (
@@ -373,16 +374,10 @@ def load_prepared(
     )
 
 
-# ----- atomic writes ------------------------------------------------------------------------
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    replace_json(path, data, indent=1)
 
 
 def write_jsonl(path: Path, records: Iterable[Any]) -> None:
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        out.writelines(encode(record) + "\n" for record in records)
-    tmp.replace(path)
+    replace_lines(path, (encode(record) + "\n" for record in records))

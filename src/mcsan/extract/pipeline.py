@@ -60,7 +60,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import av
 import h5py
@@ -69,6 +68,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mcsan import __version__
+from mcsan.atomic import replace_json
 from mcsan.data.layouts import WRITABLE_SPLITS, read_dataset, write_bigfile, write_hgr
 from mcsan.data.recipes import RECIPE_ATTRIBUTE, RECIPE_FILE, differing_keys, same_recipe
 from mcsan.extract.backbones import FrameBackbone
@@ -483,7 +483,7 @@ class _Parts:
         self.directory.mkdir(exist_ok=True)
         for stale in self.directory.glob("*.partial-*"):  # from a killed run
             stale.unlink()
-        _write_json_atomically(self.directory / RECIPE_FILE, recipe)
+        replace_json(self.directory / RECIPE_FILE, recipe)
 
     def write(self, video: VideoFile, decoded: DecodedVideo, features: np.ndarray) -> None:
         """Write one video's part so that it exists whole or not at all."""
@@ -579,13 +579,7 @@ def _write_report(summary: ExtractionSummary, recipe: dict) -> None:
         "frames": summary.frames,
         "recipe": recipe,
     }
-    _write_json_atomically(summary.report_path, report)
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    unfinished = _unfinished(path)
-    unfinished.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(unfinished, path)
+    replace_json(summary.report_path, report)
 
 
 def _unfinished(path: Path) -> Path:
@@ -665,7 +659,7 @@ def _write_layout(
                 root / f"{prefix}{split}" / "FeatureData" / feature_name for split in split_ids
             ]
     for directory in feature_dirs:
-        _write_json_atomically(directory / RECIPE_FILE, recipe)
+        replace_json(directory / RECIPE_FILE, recipe)
     return root
 
 

@@ -108,6 +108,7 @@ def test_threads_default_to_the_idle_cores(monkeypatch):
     from mcsan import runtime
 
     before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
         monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)
         monkeypatch.setattr(runtime.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
@@ -118,5 +119,8 @@ def test_threads_default_to_the_idle_cores(monkeypatch):
         assert runtime.configure_threads(2) == 2  # a given count is kept
         with pytest.raises(ValueError, match="train.threads=-1"):
             runtime.configure_threads(-1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as ablation.py --jobs sets it
+        torch.set_num_threads(1)
+        assert runtime.configure_threads(0) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

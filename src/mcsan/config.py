@@ -123,7 +123,7 @@ class TrainConfig:
     # with training for the cores (both measured: benchmarks/README.md, "Training loader")
     num_workers: int = -1
     neighbour_batches: bool = False  # pair each caption with one of its nearest-neighbour video
-    threads: int = 0  # CPU threads for torch; 0 = one per idle core (runtime.idle_cores)
+    threads: int = 0  # CPU threads for torch; 0 = one per idle core, or OMP_NUM_THREADS if set
     eval_every: int = 1  # epochs between validation runs
     # after training, choose the best checkpoint's fusion weights w_l on the validation split
     # from a grid (mcsan.calibrate; `mcsan calibrate` does it for any checkpoint). Off by

@@ -40,8 +40,8 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_threads(threads: int) -> int:
-    """Use ``threads`` CPU threads in torch; 0 = one per idle core (``idle_cores``). Returns
-    the number set.
+    """Use ``threads`` CPU threads in torch; 0 = one per idle core (``idle_cores``), or what
+    ``OMP_NUM_THREADS`` says where it is set. Returns the number in use.
 
     On a machine whose cores are busy with other work, fewer threads than cores is much faster:
     torch's threads wait for each other at every operation (``benchmarks/busy_threads.py``: a
@@ -50,6 +50,8 @@ def configure_threads(threads: int) -> int:
     """
     if threads < 0:
         raise ValueError(f"train.threads={threads}; use 0 (one per idle core) or a positive count")
+    if not threads and os.environ.get("OMP_NUM_THREADS"):  # the environment has chosen
+        return torch.get_num_threads()
     chosen = threads or idle_cores()
     torch.set_num_threads(chosen)
     return chosen

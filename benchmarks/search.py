@@ -146,7 +146,6 @@ def phase_model(work: Path) -> dict:
     from mcsan.data.layouts import read_dataset
     from mcsan.data.prepare import prepare
     from mcsan.data.synth import SynthConfig, write_synth
-    from mcsan.data.vocab import Vocabularies
     from mcsan.factory import build_model
 
     checkpoint = work / "model"
@@ -159,7 +158,7 @@ def phase_model(work: Path) -> dict:
     config = Config()  # the default sizes
     config.model.video_dim = 2_048
     torch.manual_seed(0)
-    vocabularies = Vocabularies.from_prepared(prepared)
+    vocabularies = prepared.vocabularies()
     model = build_model(config, vocabularies, config.model.video_dim)
     save_checkpoint(checkpoint, config=config, model_state=model.state_dict(),
                     vocab=vocabularies.to_json())

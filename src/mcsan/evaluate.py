@@ -31,7 +31,6 @@ from mcsan.data.batches import (
 from mcsan.data.dataset import Dataset, Split
 from mcsan.data.layouts import MSRVTT_1K_SPLIT, read_dataset
 from mcsan.data.prepare import PreparedData, load_prepared
-from mcsan.data.vocab import Vocabularies
 from mcsan.factory import model_from_checkpoint
 from mcsan.metrics import attribute_map, format_table, per_level_metrics, retrieval_metrics
 from mcsan.model.mcsan import MCSAN
@@ -46,7 +45,7 @@ def load_trained(
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint)
     model, vocabularies = model_from_checkpoint(checkpoint)
-    if not vocabularies.same_labels(Vocabularies.from_prepared(prepared)):
+    if not vocabularies.same_labels(prepared.vocabularies()):
         raise ValueError(
             f"the checkpoint's vocabularies differ from those of the prepared data at "
             f"{prepared.out_dir}; evaluate with the prepared directory the model was trained "

@@ -42,7 +42,6 @@ from mcsan.data.batches import Batch, CaptionPairs, NeighbourBatches, collate_pa
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.data.recipes import FEATURES_NOTE, features_record
-from mcsan.data.vocab import Vocabularies
 from mcsan.evaluate import encode_split, evaluate_encoded
 from mcsan.factory import build_model
 from mcsan.model.mcsan import MCSAN
@@ -206,7 +205,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
 
     config.save(run_dir / "config.json")
     _write_run_info(run_dir, config, device, steps_per_epoch)
-    vocabularies = Vocabularies.from_prepared(prepared).to_json()
+    vocabularies = prepared.vocabularies().to_json()
     notes = {FEATURES_NOTE: features_record(train_split.features)}
     csv_path = run_dir / "log.csv"
     writer = _tensorboard_writer(run_dir)

@@ -69,6 +69,10 @@ class PreparedData:
     parser: dict[str, str]
     loaded_splits: frozenset[str] | None = None  # splits whose parses were read; None = all
 
+    def vocabularies(self) -> Vocabularies:
+        """The vocabularies and parser a model trained on this data keeps (``vocab.json``)."""
+        return Vocabularies(dict(self.vocabs), self.words, dict(self.parser))
+
     def targets(self, caption_id: str) -> dict[str, list[int]]:
         """Attribute ids of one caption per level (labels outside a vocabulary have none)."""
         parse = self.parse(caption_id)

@@ -31,7 +31,6 @@ import numpy as np
 from mcsan import ATTRIBUTE_LEVELS
 
 if TYPE_CHECKING:  # parses are only read here; importing semantics would load spaCy
-    from mcsan.data.prepare import PreparedData
     from mcsan.data.semantics import Attribute, CaptionParse
 
 # Word ids of padding and of unknown words; batches and the text encoder use these.
@@ -302,10 +301,6 @@ class Vocabularies:
     # the parser that made the labels: {"version": semantics.PARSER_VERSION, "model": spaCy
     # pipeline and lemminflect versions}; {} in checkpoints written before it was recorded
     parser: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_prepared(cls, prepared: PreparedData) -> Vocabularies:
-        return cls(dict(prepared.vocabs), prepared.words, dict(prepared.parser))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Vocabularies:

@@ -54,7 +54,10 @@ def interrupted_note(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcsan", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mcsan", description="MCSAN video-text retrieval: prepare captioned videos, train, "
+        "evaluate, then index a video collection and search it with sentences "
+        "(`mcsan COMMAND --help` for each).")
     parser.add_argument("--version", action="version", version=f"mcsan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -402,3 +402,24 @@ def test_the_readme_python_example_runs_as_written(tiny_checkpoint, built_index,
     assert [line.split()[0] for line in printed[:5]] == ["1", "2", "3", "4", "5"]
     assert printed[5].startswith("torch.Size([2, 1]) ['action', 'entity', 'global'")
     assert printed[6] == '"the dog chases the cat"' and "fused score" in printed[7]
+
+
+def test_a_dataset_whose_features_mcsan_extract_wrote_keeps_sources(retriever, test_split,
+                                                                     tmp_path, one_thread):
+    root = tmp_path / "msrvtt"
+    (root / "features").mkdir(parents=True)
+    ids = test_split.video_ids[:6]
+    with h5py.File(root / "features" / "synth.hdf5", "w") as file:
+        for video_id in ids:
+            dataset = file.create_dataset(video_id, data=test_split.video_features(video_id))
+            dataset.attrs["source"] = f"/videos/{video_id}.mp4"
+            dataset.attrs["timestamps"] = np.arange(8) * 0.25
+    annotation = {"videos": [{"video_id": v, "split": "test"} for v in ids],
+                  "sentences": [{"video_id": v, "caption": "a dog runs", "sen_id": i}
+                                for i, v in enumerate(ids)]}
+    (root / "test_videodatainfo.json").write_text(json.dumps(annotation))
+    index = open_index(build_index(retriever, open_source(root, progress=False),
+                                   tmp_path / "index", progress=False))
+    for hit in index.search(["a dog chases a cat"], k=6)[0].hits:
+        assert hit.source == f"/videos/{hit.video_id}.mp4"
+        assert hit.timestamps[:3] == [0.0, 0.25, 0.5]

@@ -64,13 +64,7 @@ class ExtractedFile(VideoSource):
         return self.store.get(video_id)
 
     def metadata(self, video_id: str) -> dict[str, Any]:
-        attributes = self._file.get()[video_id].attrs
-        found: dict[str, Any] = {}
-        if "source" in attributes:
-            found["source"] = str(attributes["source"])
-        if "timestamps" in attributes:
-            found["timestamps"] = [round(float(t), 3) for t in attributes["timestamps"]]
-        return found
+        return extraction_metadata(self._file.get()[video_id])
 
     def features_record(self) -> dict[str, Any]:
         return {"dim": self.dim,
@@ -100,12 +94,32 @@ class DatasetVideos(VideoSource):
             raise ValueError(f"{self.description} holds no video")
         self.dim = chosen[0].feature_dim
         self._record = features_record(chosen[0].features)
+        self._first_file: LazyHandle | None = None
 
     def features(self, video_id: str) -> np.ndarray:
         return self.split_of[video_id].video_features(video_id)
 
+    def metadata(self, video_id: str) -> dict[str, Any]:
+        """Source and timestamps where the first feature type is an `mcsan extract` file."""
+        store = self.split_of[video_id].features[0]
+        if not isinstance(store, HDF5FeatureStore) or video_id not in store:
+            return {}
+        if self._first_file is None:
+            self._first_file = LazyHandle(partial(h5py.File, str(store.path), "r"))
+        return extraction_metadata(self._first_file.get()[store.dataset_name(video_id)])
+
     def features_record(self) -> dict[str, Any]:
         return self._record
+
+
+def extraction_metadata(dataset: h5py.Dataset) -> dict[str, Any]:
+    """The ``source`` file and frame ``timestamps`` that `mcsan extract` stores with a video."""
+    found: dict[str, Any] = {}
+    if "source" in dataset.attrs:
+        found["source"] = str(dataset.attrs["source"])
+    if "timestamps" in dataset.attrs:
+        found["timestamps"] = [round(float(t), 3) for t in dataset.attrs["timestamps"]]
+    return found
 
 
 def open_source(path: str | Path, splits: Sequence[str] | None = None, layout: str = "auto",

@@ -347,6 +347,10 @@ class HDF5FeatureStore(_ShapesStore):
     def shape(self, video_id: str) -> tuple[int, ...]:
         return self.shapes()[video_id]
 
+    def dataset_name(self, video_id: str) -> str:
+        """The name of the video's HDF5 dataset in the file."""
+        return self._locate(video_id)
+
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""
         key = self._locate(video_id)

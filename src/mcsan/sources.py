@@ -94,7 +94,7 @@ class DatasetVideos(VideoSource):
             raise ValueError(f"{self.description} holds no video")
         self.dim = chosen[0].feature_dim
         self._record = features_record(chosen[0].features)
-        self._first_file: LazyHandle | None = None
+        self._files: dict[Path, LazyHandle] = {}  # HDF5 file -> its handle, for metadata
 
     def features(self, video_id: str) -> np.ndarray:
         return self.split_of[video_id].video_features(video_id)
@@ -104,9 +104,9 @@ class DatasetVideos(VideoSource):
         store = self.split_of[video_id].features[0]
         if not isinstance(store, HDF5FeatureStore) or video_id not in store:
             return {}
-        if self._first_file is None:
-            self._first_file = LazyHandle(partial(h5py.File, str(store.path), "r"))
-        return extraction_metadata(self._first_file.get()[store.dataset_name(video_id)])
+        if store.path not in self._files:
+            self._files[store.path] = LazyHandle(partial(h5py.File, str(store.path), "r"))
+        return extraction_metadata(self._files[store.path].get()[store.dataset_name(video_id)])
 
     def features_record(self) -> dict[str, Any]:
         return self._record

@@ -242,14 +242,14 @@ class FusedRows:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         # -> (stop - start, L * E) float32
-        return np.ascontiguousarray(np.concatenate(
-            [self.scales[level] * self.embeddings[level][start:stop] for level in self.levels],
-            axis=1), dtype=np.float32)
+        return self._fused(slice(start, stop))
 
     def sample(self, size: int, seed: int = 0) -> np.ndarray:
         # -> (min(size, count), L * E) rows drawn without replacement, in row order
-        rows = np.sort(np.random.default_rng(seed).choice(self.count, min(size, self.count),
-                                                           replace=False))
+        return self._fused(np.sort(np.random.default_rng(seed).choice(
+            self.count, min(size, self.count), replace=False)))
+
+    def _fused(self, rows: slice | np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(
             [self.scales[level] * self.embeddings[level][rows] for level in self.levels],
             axis=1), dtype=np.float32)
@@ -426,8 +426,6 @@ def _encode_into(writer: IndexWriter, retriever: Retriever, source: VideoSource,
 
 def _new_manifest(retriever: Retriever, features: Mapping[str, Any]) -> dict[str, Any]:
     weights = retriever.level_weights
-    attribute_levels = list(retriever.video_attributes(
-        {level: torch.zeros(1, retriever.embed_dim) for level in retriever.levels}))
     return {
         "format": FORMAT,
         "mcsan": __version__,
@@ -441,7 +439,7 @@ def _new_manifest(retriever: Retriever, features: Mapping[str, Any]) -> dict[str
             "weights": weights,
         },
         "scales": {level: math.sqrt(w) if w > 0 else 1.0 for level, w in weights.items()},
-        "attribute_levels": attribute_levels,
+        "attribute_levels": list(retriever.attribute_levels),
         "top_attributes": TOP_ATTRIBUTES,
         "features": dict(features),
         "count": 0,

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mcsan import ATTRIBUTE_LEVELS
 from mcsan.checkpoint import MODEL_FILE, VOCAB_FILE, load_checkpoint, read_checkpoint_note
 from mcsan.config import Config
 from mcsan.data.batches import (
@@ -63,12 +62,10 @@ class ParsedQuery:
     """What the parser read in a text, and what of it the model knows."""
 
     text: str
-    tokens: list[str]
     entities: list[str]
     actions: list[str]
     relationships: list[str]  # subject|predicate|object, a missing part empty
     labels: dict[str, list[str]]  # attribute level -> the text's labels in the model's terms
-    unknown_labels: dict[str, list[str]]  # level -> labels the model has no attribute for
     unknown_words: list[str]  # tokens outside the word vocabulary
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +158,11 @@ class Retriever:
         return dict(self.model.level_weights)
 
     @property
+    def attribute_levels(self) -> tuple[str, ...]:
+        """The levels the model predicts attributes for (none without attribute heads)."""
+        return () if self.model.attributes is None else self.model.attributes.levels
+
+    @property
     def video_dim(self) -> int:
         return self.config.model.video_dim
 
@@ -198,18 +200,14 @@ class Retriever:
     def read_query(self, text: str, parse: CaptionParse | None = None) -> ParsedQuery:
         """What the parser finds in ``text`` and what of it the model knows."""
         parse = parse or self.parse([text])[0]
-        labels = {level: vocab.caption_labels(parse)
-                  for level, vocab in self.vocabularies.vocabs.items()}
         index = self.vocabularies.words.index
         return ParsedQuery(
             text=text,
-            tokens=list(parse.tokens),
             entities=parse.labels("entity"),
             actions=parse.labels("action"),
             relationships=parse.labels("relationship"),
-            labels=labels,
-            unknown_labels={level: [x for x in found if x not in self.vocabularies.vocabs[level]]
-                            for level, found in labels.items()},
+            labels={level: vocab.caption_labels(parse)
+                    for level, vocab in self.vocabularies.vocabs.items()},
             unknown_words=[token for token in parse.tokens if token not in index],
         )
 
@@ -307,15 +305,25 @@ class Retriever:
         return rows
 
     # ----- scores ---------------------------------------------------------------------------
+    def scores(
+        self, text_emb: Mapping[str, torch.Tensor], video_emb: Mapping[str, torch.Tensor],
+        weights: Mapping[str, float],
+    ) -> Scores:
+        """level -> (T, E) and level -> (V, E) unit-norm embeddings -> Scores (T, V) with
+        the fused score under ``weights`` (checked ones: ``checked_weights``)."""
+        levels = self.model.level_similarities(dict(text_emb), dict(video_emb))
+        return Scores(fused=sum(weights[level] * levels[level] for level in self.levels),
+                      levels=levels)
+
     def fuse_embeddings(
         self, embeddings: Mapping[str, torch.Tensor], weights: Mapping[str, float] | None = None
     ) -> torch.Tensor:
         """level -> (N, E) unit-norm embeddings -> (N, L * E): [sqrt(w_l) * e_l] in level
         order, so that the inner product of a text's and a video's single vectors is their
         fused score sum_l w_l cos_l."""
-        weights = self.checked_weights(weights)
-        return torch.cat([math.sqrt(weights[level]) * embeddings[level].float()
-                          for level in self.levels], dim=-1)
+        return self.model.fuse_embeddings(
+            {level: embeddings[level].float() for level in self.levels},
+            self.checked_weights(weights))
 
     def score(
         self, texts: Sequence[str], videos: VideoInput, weights: Mapping[str, float] | None = None
@@ -323,7 +331,7 @@ class Retriever:
         """Every text against every video: the fused score (T, V) and each level's cosine."""
         weights = self.checked_weights(weights)
         text_emb, video_emb = self.encode_text(texts), self.encode_videos(videos)
-        return scores_of(text_emb, video_emb, weights)
+        return self.scores(text_emb, video_emb, weights)
 
     def explain(
         self, text: str, video: np.ndarray, weights: Mapping[str, float] | None = None,
@@ -337,9 +345,9 @@ class Retriever:
         query = self.read_query(text, parse)
         text_emb = self.encode_text([text], parses=[parse])
         video_emb = self.encode_videos([video])
-        scores = scores_of(text_emb, video_emb, weights)
+        scores = self.scores(text_emb, video_emb, weights)
         predicted = self.top_attributes(self.video_attributes(video_emb), top)[0] if (
-            self.model.attributes is not None) else {}
+            self.attribute_levels) else {}
         return Explanation(
             query=query,
             fused=float(scores.fused[0, 0]),
@@ -348,16 +356,6 @@ class Retriever:
             matches=matching_attributes(query.labels, predicted),
             predicted=predicted,
         )
-
-
-def scores_of(
-    text_emb: Mapping[str, torch.Tensor], video_emb: Mapping[str, torch.Tensor],
-    weights: Mapping[str, float],
-) -> Scores:
-    """level -> (T, E) and level -> (V, E) unit-norm embeddings -> Scores (T, V)."""
-    levels = {level: text_emb[level] @ video_emb[level].T for level in weights}
-    fused = sum(weights[level] * value for level, value in levels.items())
-    return Scores(fused=fused, levels=levels)
 
 
 def model_fingerprint(checkpoint: Path) -> str:
@@ -449,7 +447,6 @@ def _warn_on_parser_model(vocabularies: Vocabularies, parser: CaptionParser, che
 
 
 __all__ = [
-    "ATTRIBUTE_LEVELS",
     "AttributeMatch",
     "Explanation",
     "ParsedQuery",

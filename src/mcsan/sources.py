@@ -11,6 +11,7 @@ videos that ``mcsan extract`` wrote to one HDF5 file. No captions are needed.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -27,24 +28,24 @@ from mcsan.data.validate import DataValidationError
 HDF5_SUFFIXES = (".hdf5", ".h5")
 
 
-class VideoSource:
+class VideoSource(ABC):
     """Per-video frame features, with what is known of each video."""
 
     description: str  # names the source in messages
     video_ids: list[str]
     dim: int
 
+    @abstractmethod
     def features(self, video_id: str) -> np.ndarray:
         """(frames, dim) float32."""
-        raise NotImplementedError
 
+    @abstractmethod
     def metadata(self, video_id: str) -> dict[str, Any]:
         """``source`` (the video file) and ``timestamps`` (seconds of each frame) where known."""
-        return {}
 
+    @abstractmethod
     def features_record(self) -> dict[str, Any]:
         """The feature types' names, sizes and extraction recipes (``recipes.features_record``)."""
-        raise NotImplementedError
 
 
 class ExtractedFile(VideoSource):

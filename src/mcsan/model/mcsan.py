@@ -165,14 +165,17 @@ class MCSAN(nn.Module):
         # similarities level -> (N_t, N_v) (or (S,) pairs) -> the same shape
         return sum(self.level_weights[level] * similarities[level] for level in self.levels)
 
-    def fusion_scale(self) -> dict[str, float]:
-        """sqrt(w_l) per active level: scaling each unit vector by it makes the fused score one
-        inner product of the concatenations."""
-        return {level: math.sqrt(self.level_weights[level]) for level in self.levels}
+    def fusion_scale(self, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """sqrt(w_l) per active level (of the model's weights, or of ``weights``): scaling
+        each unit vector by it makes the fused score one inner product of the concatenations."""
+        weights = self.level_weights if weights is None else weights
+        return {level: math.sqrt(weights[level]) for level in self.levels}
 
-    def fuse_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fuse_embeddings(
+        self, embeddings: dict[str, torch.Tensor], weights: dict[str, float] | None = None
+    ) -> torch.Tensor:
         # embeddings level -> (N, E) unit norm -> (N, L * E) = [sqrt(w_l) * e_l] in LEVELS order
-        scale = self.fusion_scale()
+        scale = self.fusion_scale(weights)
         return torch.cat([scale[level] * embeddings[level] for level in self.levels], dim=-1)
 
     def predict_attributes(

@@ -2,8 +2,9 @@
 
 Two versions of ``mcsan.data.semantics`` read the same spaCy parse of every caption: this
 checkout's, and the one in another source tree (``--old-src``, the ``src`` folder of another
-commit: ``git archive COMMIT | tar -x -C /tmp/old`` gives ``/tmp/old/src``). The script counts
-the captions whose entities, actions or relationships differ and keeps, for each repair rule
+commit: ``git archive COMMIT | tar -x -C /tmp/old`` gives ``/tmp/old/src``). The script counts,
+for each version, the captions with at least one entity, action and relationship (coverage),
+and the captions whose entities, actions or relationships differ and keeps, for each repair rule
 of this checkout that fired on them, a seeded random sample with the relationships that only
 the old or only the new parser finds. Captions are the 140,200 MSR-VTT train/val captions,
 or one per line of ``--captions``. Writes ``benchmarks/results/parser_diff.json`` unless
@@ -56,10 +57,17 @@ def compare(texts: list[str], old: ModuleType, samples: int, batch_size: int) ->
     changed_captions = 0
     start = time.perf_counter()
     levels = ("entity", "action", "relationship")
+    # captions with at least one attribute of each level, and attributes in all, per version
+    coverage = {version: Counter() for version in ("old", "new")}
     docs = nlp.pipe(texts, batch_size=batch_size)
     for text, doc in tqdm(zip(texts, docs, strict=True), total=len(texts), desc="comparing"):
         fired, new = readings(semantics, doc)
         _, before = readings(old, doc)
+        for version, parse in (("old", before), ("new", new)):
+            for level in levels:
+                count = len(parse.labels(level))
+                coverage[version][f"captions_with_{level}"] += count > 0
+                coverage[version][f"{level}_attributes"] += count
         if all(new.labels(level) == before.labels(level) for level in levels):
             continue
         changed_captions += 1
@@ -80,6 +88,7 @@ def compare(texts: list[str], old: ModuleType, samples: int, batch_size: int) ->
         "model": semantics.model_identity(nlp),
         "captions": len(texts),
         "changed_captions": changed_captions,
+        "coverage": {version: dict(counts) for version, counts in coverage.items()},
         "changed_captions_by_rule": dict(changed.most_common()),
         "samples": {
             rule: rng.sample(items, min(samples, len(items))) for rule, items in found.items()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import mcsan
+from mcsan.data.semantics import PARSER_VERSION
 from mcsan.cli import main
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
@@ -138,10 +139,12 @@ def test_a_checkpoint_of_another_parser_version_warns_with_both(tiny_checkpoint,
     copy = tmp_path / "old"
     shutil.copytree(tiny_checkpoint.best_dir, copy)
     vocab = json.loads((copy / "vocab.json").read_text())
-    assert vocab["parser"]["version"] == "5"  # training recorded it
+    assert vocab["parser"]["version"] == PARSER_VERSION  # training recorded it
     vocab["parser"]["version"] = "2"
     (copy / "vocab.json").write_text(json.dumps(vocab))
-    with pytest.warns(UserWarning, match="parser version 2; this mcsan parses with version 5"):
+    with pytest.warns(
+        UserWarning, match=f"parser version 2; this mcsan parses with version {PARSER_VERSION}"
+    ):
         mcsan.load(copy, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

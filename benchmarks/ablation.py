@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -239,11 +240,14 @@ def run(
                 # with calibrated fusion weights: validation rsum with the weights chosen on it
                 "val_rsum": result.calibration.rsum if result.calibration else result.best_rsum,
                 **results["fused"],
-                "role_swap_acc": role_swap_accuracy(
-                    model.fused_similarity(encoded.text_emb, encoded.video_emb),
-                    encoded.caption_to_video,
-                    torch.tensor(twin_indices(meta, encoded.video_ids)),
-                ),
+                **{
+                    f"{kind}_swap_acc": role_swap_accuracy(
+                        scores, encoded.caption_to_video,
+                        torch.tensor(twin_indices(meta, encoded.video_ids, kind)),
+                    )
+                    for scores in [model.fused_similarity(encoded.text_emb, encoded.video_emb)]
+                    for kind in ("role", "order")
+                },  # NaN for a kind the benchmark has no twins of
                 "train_seconds": time.perf_counter() - started,
                 "device": device_label(device),
             }
@@ -254,7 +258,8 @@ def run(
                 row["resumed"] = True
             rows.setdefault(variant, []).append(row)
             print(f"{variant:<20} seed {seed}: test rsum {row['rsum']:.1f}  "
-                  f"role-swap {row['role_swap_acc']:.3f}  ({row['train_seconds']:.0f} s)",
+                  f"role-swap {row['role_swap_acc']:.3f}  order-swap {row['order_swap_acc']:.3f}"
+                  f"  ({row['train_seconds']:.0f} s)",
                   flush=True)
     return rows
 
@@ -396,28 +401,33 @@ def check_vocab_settings(prepared_dir: Path, base: Config) -> None:
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, list]]:
     """Per variant: [mean, std] of each metric (std None for one seed) and the seeds run."""
-    keys = ["rsum", "t2v_r1", "t2v_r5", "v2t_r1", "role_swap_acc", "val_rsum"]
+    keys = ["rsum", "t2v_r1", "t2v_r5", "v2t_r1", "role_swap_acc", "order_swap_acc", "val_rsum"]
     summary = {}
     for variant, runs in rows.items():
         summary[variant] = {"seeds": sorted(r["seed"] for r in runs)}
         for key in keys:
-            values = [r[key] for r in runs]
+            # NaN: the benchmark has no twins of that kind (older rows: no order twins)
+            values = [v for r in runs if not math.isnan(v := r.get(key, math.nan))]
             std = statistics.stdev(values) if len(values) > 1 else None  # one seed: no spread
-            summary[variant][key] = [statistics.fmean(values), std]
+            summary[variant][key] = [statistics.fmean(values) if values else None, std]
     return summary
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| variant | seeds | test rsum | t2v R@1 | t2v R@5 | v2t R@1 | role-swap acc | val rsum |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | seeds | test rsum | t2v R@1 | t2v R@5 | v2t R@1 | role-swap acc | "
+             "order-swap acc | val rsum |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def cell(mean_std: list, digits: int) -> str:
         mean, std = mean_std
+        if mean is None:
+            return "-"
         return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     for variant, stats in summary.items():
         cells = [cell(stats[k], 1) for k in ("rsum", "t2v_r1", "t2v_r5", "v2t_r1")]
-        cells += [cell(stats["role_swap_acc"], 3), cell(stats["val_rsum"], 1)]
+        cells += [cell(stats["role_swap_acc"], 3), cell(stats["order_swap_acc"], 3),
+                  cell(stats["val_rsum"], 1)]
         seeds = ",".join(str(seed) for seed in stats["seeds"])
         lines.append(f"| {variant} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

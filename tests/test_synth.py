@@ -28,6 +28,7 @@ from mcsan.data.synth import (
     HYPERNYMS,
     INTRANSITIVE_TEMPLATES,
     META_FILE,
+    SEQUENCE_TEMPLATES,
     TRANSITIVE_TEMPLATES,
     SynthBenchmark,
     SynthCaption,
@@ -52,7 +53,9 @@ def tiny() -> SynthBenchmark:
 
 @pytest.fixture(scope="module")
 def small() -> SynthBenchmark:
-    return generate(synth_config("small"))
+    """The small preset with one event per video: the single-event grammar and rendering
+    (two-event videos have their own tests below)."""
+    return generate(synth_config("small", sequence_fraction=0.0, order_swap_fraction=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -487,3 +490,61 @@ def test_reading_meta_from_a_directory_without_it_says_how_to_fix(tmp_path) -> N
 def test_invalid_config_names_the_problem(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SynthConfig(**change)
+
+
+def test_sequences_come_with_order_swapped_twins_whose_frame_average_is_alike():
+    config = SynthConfig.preset("tiny", num_videos=200, sequence_fraction=0.3,
+                                order_swap_fraction=0.2, seed=1)
+    benchmark = generate(config)
+    pairs = benchmark.twin_pairs("train", "order")
+    assert pairs and benchmark.twin_pairs("train", "role")
+    for first, second in pairs:
+        a, b = benchmark.videos[first], benchmark.videos[second]
+        assert (a.subject, a.action, a.object, a.extra_action) == (
+            b.subject, b.action, b.object, b.extra_action)
+        assert a.extra_first != b.extra_first and a.twin_kind == "order"
+    # twins differ in frame order, not in what the clip shows on average
+    order_gap, other_gap = [], []
+    ids = benchmark.splits["train"]
+    for first, second in pairs:
+        fa, fb = benchmark.features(first), benchmark.features(second)
+        order_gap.append(np.linalg.norm(fa.mean(0) - fb.mean(0)))
+        assert np.linalg.norm(fa[: config.frames // 3].mean(0) - fb[: config.frames // 3].mean(0)) \
+            > np.linalg.norm(fa.mean(0) - fb.mean(0))
+    for first, second in zip(ids[:20], ids[1:21], strict=True):
+        other_gap.append(np.linalg.norm(benchmark.features(first).mean(0)
+                                        - benchmark.features(second).mean(0)))
+    assert np.mean(order_gap) < 0.6 * np.mean(other_gap)
+
+
+def test_sequence_captions_use_every_order_connective_and_the_parse_reads_the_order():
+    from mcsan.data.semantics import verb_lemma
+    from mcsan.data.synth import INTRANSITIVE_ACTIONS, TRANSITIVE_ACTIONS
+
+    verbs = dict(TRANSITIVE_ACTIONS + INTRANSITIVE_ACTIONS)
+
+    def lemmas(action: str) -> set[str]:
+        return {verb_lemma(v3.split()[0], "") for v3, _, _ in verbs[action]}
+
+    config = SynthConfig.preset("tiny", num_videos=200, sequence_fraction=0.5,
+                                order_swap_fraction=0.2, captions_per_video=6, seed=2)
+    benchmark = generate(config)
+    captions = [
+        (spec, caption) for spec in benchmark.videos.values() if spec.extra_action
+        for caption in benchmark.captions[spec.video_id]
+    ]  # fmt: skip
+    templates = {caption.template for _, caption in captions}
+    assert {f"sequence_{name}" for name, _, _ in SEQUENCE_TEMPLATES} == templates
+    parser = CaptionParser(load_spacy())
+    right = 0
+    sample = captions[:150]
+    def order(parse: CaptionParse, action: str) -> int:
+        found = [a.order for a in parse.relationship
+                 if a.label.split("|")[1].split(" ")[0] in lemmas(action)]
+        return found[0] if found else 0
+
+    for spec, caption in sample:
+        parse = parser.parse(caption.text)
+        extra, main = order(parse, spec.extra_action), order(parse, spec.action)
+        right += bool(extra and main and (extra < main) == spec.extra_first)
+    assert right / len(sample) >= 0.55, right

@@ -35,8 +35,17 @@ with subject and object exchanged (same action, scene and attributes). A mean-po
 and a bag of words cannot tell twins apart; a model that reads frame order and parse roles can
 (``tests/test_synth.py`` checks both with linear probes).
 
-The ground truth (specs, twins, caption templates) is saved to ``synth_meta.json`` beside the
-data, for analysis only.
+With ``sequence_fraction``, some videos show two events of one subject in a row (its
+transitive event and an intransitive one, each in its half of the clip), captioned with an
+order connective in either direction ("a dog chases a cat and then jumps", "a dog jumps after
+it chases a cat", "before jumping, a dog chases a cat"), with pronouns where one is
+unambiguous and the second subject left out ("and then jumps") elsewhere. With
+``order_swap_fraction`` some of them come as *order-swapped twins*: the same two events the
+other way round. The frame average of twins is the same: only the order of the frames and of
+the words tells them apart.
+
+The ground truth (specs, twins and their kind, caption templates) is saved to
+``synth_meta.json`` beside the data, for analysis only.
 """
 
 from __future__ import annotations
@@ -247,6 +256,28 @@ INTRANSITIVE_TEMPLATES: tuple[tuple[str, str, float], ...] = (
     ("fragment", "{a} {ving}{pp}", 0.1),
 )
 
+# Two events of one subject in a row: {a} the subject, {s} the subject again (a pronoun when
+# one is unambiguous, else "the <noun>"), {v1} / {ing1} the first event's verb phrase ("chases
+# a cat" / "chasing a cat"), {v2} / {ing2} the second's. Every order connective appears, the
+# reversed ones ("Y after X", "before Y, X") included.
+SEQUENCE_TEMPLATES: tuple[tuple[str, str, float], ...] = (
+    ("and_then", "{a} {v1} and then {v2}{pp}", 0.15),
+    ("and_then_pronoun", "{a} {v1} and then {s} {v2}", 0.15),
+    ("first_then", "first {a} {v1} then {s} {v2}", 0.1),
+    ("later", "{a} {v1} and later {v2}", 0.05),
+    ("after", "{a} {v2} after {s} {v1}", 0.1),
+    ("after_gerund", "{a} {v2} after {ing1}", 0.1),
+    ("after_fronted", "after {a} {v1}, {s} {v2}", 0.1),
+    ("after_fronted_gerund", "after {ing1} {a} {v2}", 0.05),
+    ("before", "{a} {v1} before {s} {v2}", 0.1),
+    ("before_fronted_gerund", "before {ing2}, {a} {v1}", 0.1),
+)
+# Pronouns for a subject whose noun says its gender.
+PRONOUNS: dict[str, str] = {
+    "man": "he", "boy": "he", "king": "he", "cowboy": "he", "wizard": "he",
+    "woman": "she", "girl": "she", "queen": "she",
+}  # fmt: skip
+
 # ----- rendering constants (how concepts become frames) -----------------------------------------
 ROLE_FLOOR = 0.2  # weight of an entity in the part of the clip led by the other entity
 ROLE_SHARPNESS = 0.06  # width of the subject-to-object handover, as a fraction of the clip
@@ -255,6 +286,7 @@ ACTION_STATIC_WEIGHT = 0.6  # the part of an action visible in a frame average
 ACTION_DYNAMIC_WEIGHT = 1.0  # the temporal trajectory of an action (averages to zero)
 ACTION_HARMONICS = 2  # sines per action trajectory
 PHASE_JITTER = 0.05  # per-video shift of the action trajectory, as a fraction of the clip
+SEQUENCE_BOUNDARY_RANGE = (0.45, 0.55)  # where the second of two events starts, per video
 SCENE_WEIGHT = 0.5
 AMBIENT_NOISE = 0.2  # norm of per-frame noise outside the concept subspace
 ENTITY_KIND_SHARE = 0.6  # cosine between two entities of the same kind (before noise)
@@ -281,6 +313,11 @@ class SynthConfig:
     action_zipf: float = 0.5
     intransitive_fraction: float = 0.1  # videos with a subject and no object
     role_swap_fraction: float = 0.3  # videos that have a role-swapped twin in their split
+    # videos that show two events of one subject in a row (the transitive event and an
+    # intransitive one, in either order); of all videos, order_swap_fraction have a twin with
+    # the same two events in the other order
+    sequence_fraction: float = 0.0
+    order_swap_fraction: float = 0.0
     colour_probability: float = 0.5  # an entity instance has a colour
     size_probability: float = 0.3  # an entity instance has a size
     attribute_mention_probability: float = 0.5  # a caption names an attribute the entity has
@@ -324,6 +361,8 @@ class SynthConfig:
         for name in (
             "intransitive_fraction",
             "role_swap_fraction",
+            "sequence_fraction",
+            "order_swap_fraction",
             "colour_probability",
             "size_probability",
             "attribute_mention_probability",
@@ -338,6 +377,18 @@ class SynthConfig:
         need(
             self.intransitive_fraction + self.role_swap_fraction <= 1.0,
             "intransitive_fraction + role_swap_fraction exceeds 1 (twins are transitive)",
+        )
+        need(
+            self.intransitive_fraction + self.role_swap_fraction + self.sequence_fraction <= 1.0,
+            "intransitive_fraction + role_swap_fraction + sequence_fraction exceeds 1",
+        )
+        need(
+            self.order_swap_fraction <= self.sequence_fraction,
+            "order_swap_fraction exceeds sequence_fraction (order twins are sequences)",
+        )
+        need(
+            self.sequence_fraction == 0 or self.num_intransitive_actions > 0,
+            "sequence_fraction > 0 needs num_intransitive_actions > 0",
         )
         need(
             self.intransitive_fraction == 0 or self.num_intransitive_actions > 0,
@@ -395,6 +446,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "small": dict(
         num_videos=1500,
+        sequence_fraction=0.2,
+        order_swap_fraction=0.1,
         captions_per_video=5,
         frames=20,
         feature_dim=128,
@@ -405,6 +458,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "default": dict(
         num_videos=4000,
+        sequence_fraction=0.2,
+        order_swap_fraction=0.1,
         captions_per_video=10,
         frames=20,
         feature_dim=256,
@@ -415,6 +470,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "msrvtt": dict(
         num_videos=10000,
+        sequence_fraction=0.2,
+        order_swap_fraction=0.1,
         captions_per_video=20,
         frames=20,
         feature_dim=512,
@@ -488,7 +545,11 @@ class VideoSpec:
     action: str
     object: EntityInstance | None  # None for an intransitive action
     scene: str
-    twin: str | None = None  # id of the role-swapped twin in the same split
+    twin: str | None = None  # id of the twin in the same split
+    twin_kind: str | None = None  # "role" (subject and object exchanged) or "order"
+    # a second, intransitive event of the subject; before the main one when ``extra_first``
+    extra_action: str | None = None
+    extra_first: bool = False
 
     @property
     def relation(self) -> tuple[str, str, str] | None:
@@ -507,6 +568,9 @@ class VideoSpec:
             "object_attributes": [] if self.object is None else list(self.object.attributes),
             "scene": self.scene,
             "twin": self.twin,
+            "twin_kind": self.twin_kind,
+            "extra_action": self.extra_action,
+            "extra_first": self.extra_first,
         }
 
 
@@ -542,12 +606,14 @@ class SynthBenchmark:
     def caption_texts(self) -> dict[str, list[str]]:
         return {vid: [c.text for c in caps] for vid, caps in self.captions.items()}
 
-    def twin_pairs(self, split: str) -> list[tuple[str, str]]:
-        """Role-swapped twins of one split, each pair once."""
+    def twin_pairs(self, split: str, kind: str = "role") -> list[tuple[str, str]]:
+        """Twins of one split ("role" or "order" swapped), each pair once."""
         return [
             (vid, spec.twin)
             for vid in self.splits[split]
-            if (spec := self.videos[vid]).twin is not None and vid < spec.twin
+            if (spec := self.videos[vid]).twin is not None
+            and spec.twin_kind == kind
+            and vid < spec.twin
         ]
 
     def meta(self) -> dict[str, Any]:
@@ -555,7 +621,7 @@ class SynthBenchmark:
         config = self.config
         return {
             "format": "mcsan-synth",
-            "version": 1,
+            "version": 2,
             "feature_type": FEATURE_TYPE,
             "config": config.to_dict(),
             "splits": {name: len(ids) for name, ids in self.splits.items()},
@@ -621,12 +687,22 @@ def read_synth_meta(root: str | Path) -> dict[str, Any]:
     return meta
 
 
-def twin_indices(meta: Mapping[str, Any], video_ids: Sequence[str]) -> list[int]:
-    """For each of ``video_ids``, the position of its role-swapped twin in ``video_ids`` (-1
-    when it has none there), from the ground truth of :func:`read_synth_meta`."""
+def twin_indices(
+    meta: Mapping[str, Any], video_ids: Sequence[str], kind: str | None = "role"
+) -> list[int]:
+    """For each of ``video_ids``, the position of its twin of ``kind`` ("role": subject and
+    object exchanged; "order": the same two events the other way round; None: either) in
+    ``video_ids`` (-1 when it has none there), from the ground truth of
+    :func:`read_synth_meta`."""
     index = {video: i for i, video in enumerate(video_ids)}
     specs = meta["videos"]
-    return [index.get(specs.get(video, {}).get("twin") or "", -1) for video in video_ids]
+    found = []
+    for video in video_ids:
+        spec = specs.get(video, {})
+        # data written before order twins existed has role twins only
+        matches = kind is None or spec.get("twin_kind", "role") == kind
+        found.append(index.get(spec.get("twin") or "", -1) if matches else -1)
+    return found
 
 
 def event_roles(caption: SynthCaption, parse: CaptionParse) -> str:
@@ -704,19 +780,35 @@ def _sample_specs(config: SynthConfig) -> list[VideoSpec]:
     for split, size in split_sizes(config).items():
         pairs = min(round(size * config.role_swap_fraction / 2), size // 2)
         intransitive = min(round(size * config.intransitive_fraction), size - 2 * pairs)
-        # Each entry: (subject, action, object, scene, twin slot or -1) in split-local slots.
-        events: list[tuple[EntityInstance, str, EntityInstance | None, str, int]] = []
+        # Each entry: (subject, action, object, scene, twin slot or -1, twin kind, extra
+        # action, extra first) in split-local slots.
+        events: list[tuple[EntityInstance, str, EntityInstance | None, str, int, str | None,
+                           str | None, bool]] = []  # fmt: skip
         for _ in range(pairs):
             subject, action, obj, scene = transitive()
             slot = len(events)
-            events.append((subject, action, obj, scene, slot + 1))
-            events.append((obj, action, subject, scene, slot))
+            events.append((subject, action, obj, scene, slot + 1, "role", None, False))
+            events.append((obj, action, subject, scene, slot, "role", None, False))
         for _ in range(intransitive):
             action = draw_intransitive()
-            events.append((instance(draw_entity()), action, None, draw_scene(), -1))
+            events.append(
+                (instance(draw_entity()), action, None, draw_scene(), -1, None, None, False)
+            )
+        room = size - len(events)
+        order_pairs = min(round(size * config.order_swap_fraction / 2), room // 2)
+        sequences = min(round(size * config.sequence_fraction), room) - 2 * order_pairs
+        for _ in range(order_pairs):
+            subject, action, obj, scene = transitive()
+            extra, slot = draw_intransitive(), len(events)
+            events.append((subject, action, obj, scene, slot + 1, "order", extra, False))
+            events.append((subject, action, obj, scene, slot, "order", extra, True))
+        for _ in range(max(sequences, 0)):
+            subject, action, obj, scene = transitive()
+            extra = draw_intransitive()
+            events.append((subject, action, obj, scene, -1, None, extra, bool(rng.random() < 0.5)))
         while len(events) < size:
             subject, action, obj, scene = transitive()
-            events.append((subject, action, obj, scene, -1))
+            events.append((subject, action, obj, scene, -1, None, None, False))
         order = rng.permutation(size)  # position of each event in the split
         start = len(specs)
         ids = {slot: f"video{start + int(pos):0{width}d}" for slot, pos in enumerate(order)}
@@ -730,8 +822,13 @@ def _sample_specs(config: SynthConfig) -> list[VideoSpec]:
                 object=obj,
                 scene=scene,
                 twin=ids[twin] if twin >= 0 else None,
+                twin_kind=kind,
+                extra_action=extra,
+                extra_first=extra_first,
             )
-            for slot, (subject, action, obj, scene, twin) in enumerate(events)
+            for slot, (subject, action, obj, scene, twin, kind, extra, extra_first) in enumerate(
+                events
+            )
         ]
         specs.extend(sorted(split_specs, key=lambda s: s.index))
     return specs
@@ -759,6 +856,7 @@ def _prepare_templates(
 
 _TRANSITIVE = _prepare_templates(TRANSITIVE_TEMPLATES)
 _INTRANSITIVE = _prepare_templates(INTRANSITIVE_TEMPLATES)
+_SEQUENCE = _prepare_templates(SEQUENCE_TEMPLATES)
 
 
 def _write_captions(spec: VideoSpec, config: SynthConfig) -> list[SynthCaption]:
@@ -782,6 +880,8 @@ def _write_captions(spec: VideoSpec, config: SynthConfig) -> list[SynthCaption]:
 def _write_caption(
     spec: VideoSpec, config: SynthConfig, garments: tuple[str, str], rng: random.Random
 ) -> SynthCaption:
+    if spec.extra_action is not None:
+        return _write_sequence_caption(spec, config, garments, rng)
     templates, cumulative_weights = _TRANSITIVE if spec.object is not None else _INTRANSITIVE
     name, template, pieces = rng.choices(templates, cum_weights=cumulative_weights)[0]
     v3, ving, vpp = rng.choice(_VERBS[spec.action])
@@ -807,6 +907,56 @@ def _write_caption(
         patient=patient,
         patient_span=spans.get("p"),
     )
+
+
+def _write_sequence_caption(
+    spec: VideoSpec, config: SynthConfig, garments: tuple[str, str], rng: random.Random
+) -> SynthCaption:
+    """ "a dog chases a cat and then jumps", "a dog jumps after chasing a cat": the two events
+    of a sequence video joined by an order connective, in either direction."""
+    assert spec.object is not None and spec.extra_action is not None
+    templates, cumulative_weights = _SEQUENCE
+    name, template, pieces = rng.choices(templates, cum_weights=cumulative_weights)[0]
+    agent = _noun_phrase(spec.subject, garments[0], config, rng)
+    patient = _noun_phrase(spec.object, garments[1], config, rng)
+    v3, ving, _ = rng.choice(_VERBS[spec.action])
+    extra_v3, extra_ving, _ = rng.choice(_VERBS[spec.extra_action])
+    main = (f"{v3} {patient}", f"{ving} {patient}")
+    extra = (extra_v3, extra_ving)
+    first, second = (extra, main) if spec.extra_first else (main, extra)
+    pronoun = PRONOUNS.get(spec.subject.entity)
+    if pronoun is None or PRONOUNS.get(spec.object.entity) == pronoun:
+        pronoun = f"the {rng.choice(_ENTITY_SYNONYMS[spec.subject.entity][1])}"
+    values = {
+        "a": agent,
+        "s": pronoun,
+        "v1": first[0],
+        "ing1": first[1],
+        "v2": second[0],
+        "ing2": second[1],
+        "pp": f" {rng.choice(_SCENE_PHRASES[spec.scene])}"
+        if rng.random() < config.scene_mention_probability
+        else "",
+    }
+    text, spans = _fill(template, pieces, values)
+    agent_span = spans["a"]
+    starts = [i for i in _occurrences(text, patient) if not agent_span[0] <= i < agent_span[1]]
+    return SynthCaption(
+        text=text,
+        template=f"sequence_{name}",
+        agent=agent,
+        agent_span=agent_span,
+        patient=patient,
+        patient_span=(starts[0], starts[0] + len(patient)),
+    )
+
+
+def _occurrences(text: str, part: str) -> list[int]:
+    found, start = [], text.find(part)
+    while start >= 0:
+        found.append(start)
+        start = text.find(part, start + 1)
+    return found
 
 
 def _fill(
@@ -912,28 +1062,22 @@ def _render_video(spec: VideoSpec, config: SynthConfig, concepts: _ConceptVector
             vector = vector + SIZE_WEIGHT * concepts.size[instance.size]
         return vector
 
-    # Roles: the subject leads, the object takes over at a per-video crossover point; the two
-    # weight profiles mirror each other, so their frame averages carry no role information.
     crossover = rng.uniform(*CROSSOVER_RANGE)
-    lead = 1.0 / (1.0 + np.exp((time - crossover) / ROLE_SHARPNESS))  # (frames,) 1 -> 0
-    if spec.object is None:
-        video = np.outer(np.ones(frames), look(spec.subject))  # (frames, latent)
-    else:
-        subject_weight = ROLE_FLOOR + (1 - ROLE_FLOOR) * lead  # (frames,)
-        object_weight = ROLE_FLOOR + (1 - ROLE_FLOOR) * (1 - lead)  # (frames,)
-        video = np.outer(subject_weight, look(spec.subject)) + np.outer(
-            object_weight, look(spec.object)
-        )
-
-    # Action: a static part plus a trajectory of sines over the clip (mean zero over frames).
-    shift = rng.uniform(-PHASE_JITTER, PHASE_JITTER)
-    harmonics = np.arange(1, ACTION_HARMONICS + 1)  # (harmonics,)
-    waves = np.sin(
-        2 * np.pi * harmonics[:, None] * (time[None, :] + shift)
-        + concepts.action_phase[spec.action][:, None]
-    )  # (harmonics, frames)
-    video += ACTION_STATIC_WEIGHT * concepts.action_static[spec.action]
-    video += ACTION_DYNAMIC_WEIGHT * (waves.T @ concepts.action_dynamic[spec.action])
+    subject = look(spec.subject)  # (latent,)
+    obj = None if spec.object is None else look(spec.object)  # (latent,)
+    if spec.extra_action is None:
+        shift = rng.uniform(-PHASE_JITTER, PHASE_JITTER)
+        video = _event_frames(subject, spec.action, obj, time, crossover, shift, concepts)
+    else:  # two events: the clip splits at a per-video boundary, each half shows one
+        boundary = rng.uniform(*SEQUENCE_BOUNDARY_RANGE)
+        shifts = rng.uniform(-PHASE_JITTER, PHASE_JITTER, 2)
+        early = time < boundary  # (frames,)
+        local = np.where(early, time / boundary, (time - boundary) / (1 - boundary))  # (frames,)
+        main = _event_frames(subject, spec.action, obj, local, crossover, shifts[0], concepts)
+        extra = _event_frames(subject, spec.extra_action, None, local, crossover, shifts[1],
+                              concepts)  # fmt: skip
+        main_first = early if not spec.extra_first else ~early  # (frames,)
+        video = np.where(main_first[:, None], main, extra)  # (frames, latent)
 
     background = SCENE_WEIGHT * concepts.scene[spec.scene]  # (latent,)
     video += background
@@ -949,6 +1093,36 @@ def _render_video(spec: VideoSpec, config: SynthConfig, concepts: _ConceptVector
     ambient = rng.standard_normal((frames, config.feature_dim))  # (frames, feature_dim)
     features += ambient * (AMBIENT_NOISE / np.sqrt(config.feature_dim))
     return features.astype(np.float32)
+
+
+def _event_frames(
+    subject: np.ndarray,
+    action: str,
+    obj: np.ndarray | None,
+    time: np.ndarray,
+    crossover: float,
+    shift: float,
+    concepts: _ConceptVectors,
+) -> np.ndarray:
+    """``(frames, latent)`` of one event over ``time`` (frames,) in (0, 1): its entities and
+    its action. Roles: the subject leads, the object takes over at ``crossover``; the two
+    weight profiles mirror each other, so their frame averages carry no role information.
+    The action is a static part plus a trajectory of sines over the event (mean zero)."""
+    lead = 1.0 / (1.0 + np.exp((time - crossover) / ROLE_SHARPNESS))  # (frames,) 1 -> 0
+    if obj is None:
+        video = np.outer(np.ones(len(time)), subject)  # (frames, latent)
+    else:
+        subject_weight = ROLE_FLOOR + (1 - ROLE_FLOOR) * lead  # (frames,)
+        object_weight = ROLE_FLOOR + (1 - ROLE_FLOOR) * (1 - lead)  # (frames,)
+        video = np.outer(subject_weight, subject) + np.outer(object_weight, obj)
+    harmonics = np.arange(1, ACTION_HARMONICS + 1)  # (harmonics,)
+    waves = np.sin(
+        2 * np.pi * harmonics[:, None] * (time[None, :] + shift)
+        + concepts.action_phase[action][:, None]
+    )  # (harmonics, frames)
+    video += ACTION_STATIC_WEIGHT * concepts.action_static[action]
+    video += ACTION_DYNAMIC_WEIGHT * (waves.T @ concepts.action_dynamic[action])
+    return video
 
 
 __all__ = [

@@ -123,6 +123,11 @@ VARIANTS: dict[str, list[str]] = {
     "no_attribute_loss_warmup": ["loss.attribute_loss=none", "loss.sum_violation_epochs=1"],
     # the entity level reads the frames as a set: it cannot add order noise to a twin's score
     "entity_order_blind": ["model.entity_order_blind=true"],
+    # the relationship level without event order: no order embedding on the text triples, no
+    # time on the video predicates (the model as it was before model.event_order)
+    "no_event_order": ["model.event_order=false"],
+    # the full model trained and scored on the relationship level alone
+    "relationship_only": ["model.levels=[relationship]"],
     # per-level ranking without negatives that have all of the caption's attributes at that level
     "full_level_negatives": ["loss.level_aware_negatives=true"],
     # each caption also ranked against its own role-swapped reading on the fused score

@@ -46,6 +46,7 @@ def random_batch(device: torch.device) -> Batch:
                      for k in SPAN_LEVELS},
         # three relationships per caption (MSR-VTT captions have 1-3)
         role_masks=(torch.rand(BATCH, 3, 3, WORDS, generator=g) < 0.1) & word_mask[:, None, None],
+        relation_orders=torch.randint(0, 3, (BATCH, 3), generator=g),
         video_targets={k: (torch.rand(BATCH, n, generator=g) < 0.005).float()
                        for k, n in ATTRIBUTES.items()},
         text_targets={k: (torch.rand(BATCH, n, generator=g) < 0.003).float()

@@ -86,8 +86,10 @@ def test_captions_collate_multi_token_spans_and_several_relationships():
     # "the police officer runs after a cat on a bike": two relationships, multi-token roles
     first = item([5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [1, 2, 6, 9], [3, 4],
                  [[[1, 2], [3, 4], [6]], [[6], [7], [9]]], [0, 2])
+    first["orders"] = [2, 0]  # the chase is the caption's second event
     second = item([5, 6, 7], [2], [], [], [1])
     batch = collate_captions([first, second], {"entity": 3})
+    assert batch["relation_orders"].tolist() == [[2, 0], [0, 0]]  # no "orders": none stated
     assert batch["words"].tolist() == [first["words"], [5, 6, 7] + [WORD_PAD] * 7]
     assert batch["word_mask"].sum(1).tolist() == [10, 3]
     assert positions(batch["level_masks"]["entity"][0]) == {1, 2, 6, 9}
@@ -259,11 +261,11 @@ def test_pinning_and_moving_a_batch_reach_every_tensor(train_pairs, monkeypatch)
     monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
     pinned = batch.pin_memory()
     tensors = [batch.video, batch.video_mask, batch.words, batch.word_mask, batch.role_masks,
-               *batch.level_masks.values(), *batch.video_targets.values(),
+               batch.relation_orders, *batch.level_masks.values(), *batch.video_targets.values(),
                *batch.text_targets.values(), batch.role_swaps.rows, batch.role_swaps.words]
     assert len(seen) == len(tensors) and all(any(t is s for s in seen) for t in tensors)
     moved = pinned.to("cpu")
-    for name in ("video", "video_mask", "words", "word_mask", "role_masks"):
+    for name in ("video", "video_mask", "words", "word_mask", "role_masks", "relation_orders"):
         assert torch.equal(getattr(moved, name), getattr(batch, name)), name
         assert getattr(pinned, name) is not getattr(batch, name), name  # a copy, not the same
     for name in ("level_masks", "video_targets", "text_targets"):

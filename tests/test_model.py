@@ -89,6 +89,7 @@ def make_batch(
         word_mask=word_mask,
         level_masks=level_masks,
         role_masks=role_masks,
+        relation_orders=torch.zeros(batch, 2, dtype=torch.long),
         video_targets=targets,
         text_targets={
             k: (v * (torch.rand(v.shape, generator=g) < 0.7)) for k, v in targets.items()
@@ -225,10 +226,13 @@ def test_level_aware_negatives_change_only_the_attribute_levels_ranking():
     for level in ATTRIBUTE_LEVELS:
         batch.text_targets[level][1] = batch.video_targets[level][0] * batch.text_targets[level][0]
         batch.text_targets[level][1, 0] = batch.video_targets[level][0, 0] = 1.0
+    # summed over negatives, so the excluded one counts whether or not it is the hardest
     torch.manual_seed(1)
-    plain = build().compute_loss(batch)[1]
+    plain = build(loss=LossConfig(max_violation=False)).compute_loss(batch)[1]
     torch.manual_seed(1)
-    aware = build(loss=LossConfig(level_aware_negatives=True)).compute_loss(batch)[1]
+    aware = build(
+        loss=LossConfig(level_aware_negatives=True, max_violation=False)
+    ).compute_loss(batch)[1]
     for name in ("rank/global", "rank/fused", "attr/text/entity", "kl/action"):
         torch.testing.assert_close(aware[name], plain[name])
     changed = [lv for lv in ATTRIBUTE_LEVELS if aware[f"rank/{lv}"] != plain[f"rank/{lv}"]]
@@ -393,7 +397,7 @@ def test_relationship_level_alone_learns_role_order():
         small_config(levels=["relationship"]), LossConfig(attribute_loss="none", kl=False)
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
+    for _ in range(150):
         total, _ = model.compute_loss(batch)
         optimizer.zero_grad()
         total.backward()
@@ -647,3 +651,43 @@ def test_backbone_needs_a_directory():
         build(small_config(text_encoder="sentence_transformer"))
     with pytest.raises(FileNotFoundError, match="not a directory"):
         build(small_config(text_encoder="sentence_transformer", text_backbone="/nonexistent"))
+
+
+def test_event_order_reaches_both_sides_only_when_enabled():
+    """Text: the same triples with their orders exchanged ("X then Y" / "Y then X") encode
+    differently; video: the predicate slots carry when they happen, so reversed frames change
+    the relationship embedding more than the order-blind predicate alone would."""
+    batch = make_batch(batch=2, length=5)
+    batch.word_mask[:] = True
+    batch.words[1] = batch.words[0]
+    roles = torch.zeros(2, 2, 3, 5, dtype=torch.bool)
+    roles[:, 0, 0, 0], roles[:, 0, 1, 1] = True, True  # "x runs"
+    roles[:, 1, 0, 0], roles[:, 1, 1, 3], roles[:, 1, 2, 4] = True, True, True  # "x hits y"
+    orders = torch.tensor([[1, 2], [2, 1]])
+    for enabled in (True, False):
+        torch.manual_seed(0)
+        model = build(small_config(levels=["relationship"], event_order=enabled)).eval()
+        with torch.no_grad():
+            encoded = model.encode_text(batch.words, batch.word_mask, batch.level_masks, roles,
+                                        None, orders)
+        same = torch.allclose(encoded["relationship"][0], encoded["relationship"][1], atol=1e-6)
+        assert same != enabled
+        assert hasattr(model.text, "order_embedding") == enabled
+    # no stated order reads like the order-blind model: the embedding of 0 is zero
+    torch.manual_seed(0)
+    model = build(small_config(levels=["relationship"])).eval()
+    assert torch.count_nonzero(model.text.order_embedding.weight[0]) == 0
+
+
+def test_checkpoints_saved_before_event_order_load_without_it(tmp_path):
+    import json
+
+    from mcsan.checkpoint import _saved_config
+    from mcsan.config import Config
+
+    Config().save(tmp_path / "config.json")
+    assert _saved_config(tmp_path / "config.json").model.event_order is True
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["model"]["event_order"]  # as a checkpoint written before the setting existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert _saved_config(tmp_path / "config.json").model.event_order is False

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import mcsan
-from mcsan.data.semantics import PARSER_VERSION
 from mcsan.cli import main
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
+from mcsan.data.semantics import PARSER_VERSION
 from mcsan.evaluate import encode_split, load_trained
 from mcsan.index import IndexWriter, add_to_index, build_index, open_index
 from mcsan.sources import open_source

@@ -234,13 +234,29 @@ def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 # ----- loading -----------------------------------------------------------------------------
+# Model settings added since the first checkpoints, with the value that reproduces a model
+# saved before they existed (a newer default may build another network).
+LEGACY_MODEL_SETTINGS = {"event_order": False}
+
+
+def _saved_config(path: Path) -> Config:
+    """The run's config; settings it predates take their legacy values, not today's defaults."""
+    saved = _read_json(path) if path.is_file() else {}
+    model = saved.get("model", {}) if isinstance(saved, dict) else {}
+    legacy = [
+        f"model.{key}={str(value).lower()}"
+        for key, value in LEGACY_MODEL_SETTINGS.items() if key not in model
+    ]  # fmt: skip
+    return Config.load(path, legacy)
+
+
 def load_checkpoint(directory: str | Path) -> Checkpoint:
     """Read a checkpoint directory written by ``save_checkpoint`` (tensors on the CPU)."""
     directory = _checked_directory(directory)
     metrics_path = directory / METRICS_FILE
     return Checkpoint(
         directory=directory,
-        config=Config.load(directory / CONFIG_FILE),
+        config=_saved_config(directory / CONFIG_FILE),
         model_state=_read_tensors(directory / MODEL_FILE),
         vocab=_read_json(directory / VOCAB_FILE),
         optimizer_state=_read_structured(directory, "optimizer"),

@@ -72,6 +72,10 @@ class ModelConfig:
     text_backbone: str = ""  # local sentence-transformers model directory
     glove: str = ""  # local GloVe-format text file for word-embedding initialisation
     shared_attribute_projection: bool = True  # one projection per level for both modalities
+    # the relationship level reads when events happen: each caption triple adds an embedding
+    # of its event's order in the caption ("X and then Y"; 0 where none is stated), each video
+    # predicate slot the time encoding of the frames it attends (as subject and object do)
+    event_order: bool = True
 
 
 @dataclass

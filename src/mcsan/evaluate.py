@@ -175,6 +175,7 @@ def encode_split(
             level_masks,
             batch["role_masks"].to(device),
             batch["tokens"],
+            batch["relation_orders"].to(device),
         )
         text_emb.add(emb)
         text_logits.add(model.predict_attributes(emb, modality="text"))

@@ -240,6 +240,7 @@ class Retriever:
                 {level: mask.to(self.device) for level, mask in batch["level_masks"].items()},
                 batch["role_masks"].to(self.device),
                 batch["tokens"],
+                batch["relation_orders"].to(self.device),
             ))
         return _concatenated(parts, self.levels, self.embed_dim)
 

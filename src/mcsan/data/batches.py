@@ -50,6 +50,8 @@ class Batch:
     # each relationship's (subject, predicate, object) tokens, (B, R, 3, L) bool; R = the most
     # relationships of one caption in the batch (at least 1), all-False rows are padding
     role_masks: torch.Tensor
+    # each relationship's event order in the caption (0: not stated, and padding), (B, R) int64
+    relation_orders: torch.Tensor
     # attribute targets per level, level -> (B, V_level) float32 multi-hot
     video_targets: dict[str, torch.Tensor]  # union over all captions of the video
     text_targets: dict[str, torch.Tensor]  # this caption's own attributes
@@ -91,6 +93,7 @@ class Batch:
             word_mask=each(self.word_mask),
             level_masks={k: each(v) for k, v in self.level_masks.items()},
             role_masks=each(self.role_masks),
+            relation_orders=each(self.relation_orders),
             video_targets={k: each(v) for k, v in self.video_targets.items()},
             text_targets={k: each(v) for k, v in self.text_targets.items()},
             tokens=self.tokens,
@@ -186,6 +189,7 @@ def caption_item(
             [[i for i in part if i < len(tokens)] for part in relation.roles]
             for relation in parse.relationship
         ],
+        "orders": [relation.order for relation in parse.relationship],
         "text_labels": {level: vocab.encode_caption(parse) for level, vocab in vocabs.items()},
     }
 
@@ -332,7 +336,8 @@ def collate_videos(items: list[dict]) -> dict:
 
 def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict:
     """Pad captions: ``words``/``word_mask`` (B, L), ``level_masks`` level -> (B, L) bool,
-    ``role_masks`` (B, R, 3, L) bool, ``text_targets`` level -> (B, V) multi-hot, plus
+    ``role_masks`` (B, R, 3, L) bool, ``relation_orders`` (B, R) int64, ``text_targets``
+    level -> (B, V) multi-hot, plus
     ``tokens``, ``video_ids``, ``caption_ids``.
 
     Each tensor is filled by one indexed write from flat index lists, not one small write per
@@ -358,6 +363,10 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
     ]
     if where:
         role_masks[tuple(torch.tensor(where).T)] = True
+    relation_orders = torch.zeros(size, relations, dtype=torch.long)  # (B, R)
+    for i, item in enumerate(items):
+        orders = item.get("orders", ())  # parses of parser 5 have none
+        relation_orders[i, : len(orders)] = torch.tensor(orders, dtype=torch.long)
     text_targets = {
         level: multi_hot([item["text_labels"][level] for item in items], n)
         for level, n in attribute_sizes.items()
@@ -367,6 +376,7 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
         "word_mask": word_mask,
         "level_masks": level_masks,
         "role_masks": role_masks,
+        "relation_orders": relation_orders,
         "text_targets": text_targets,
         "tokens": [item["tokens"] for item in items],
         "video_ids": [item["video_id"] for item in items],
@@ -419,6 +429,7 @@ def collate_pairs(
         word_mask=captions["word_mask"],
         level_masks=captions["level_masks"],
         role_masks=captions["role_masks"],
+        relation_orders=captions["relation_orders"],
         video_targets=video_targets,
         text_targets=captions["text_targets"],
         tokens=captions["tokens"],

@@ -143,10 +143,13 @@ class MCSAN(nn.Module):
         level_masks: dict[str, torch.Tensor],
         role_masks: torch.Tensor | None = None,
         tokens: list[list[str]] | None = None,
+        relation_orders: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        # words (B, L), word_mask (B, L), level_masks level -> (B, L), role_masks (B, R, 3, L)
-        # -> level -> (B, E), unit norm
-        embeddings = self.text(words, word_mask, level_masks, role_masks, tokens)
+        # words (B, L), word_mask (B, L), level_masks level -> (B, L), role_masks (B, R, 3, L),
+        # relation_orders (B, R) -> level -> (B, E), unit norm
+        embeddings = self.text(
+            words, word_mask, level_masks, role_masks, tokens, relation_orders
+        )
         return {k: F.normalize(v, dim=-1) for k, v in embeddings.items()}
 
     def level_similarities(
@@ -190,7 +193,8 @@ class MCSAN(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:
         video = self.encode_video(batch.video, batch.video_mask, batch.regions)
         text = self.encode_text(
-            batch.words, batch.word_mask, batch.level_masks, batch.role_masks, batch.tokens
+            batch.words, batch.word_mask, batch.level_masks, batch.role_masks, batch.tokens,
+            batch.relation_orders,
         )
         similarities = self.level_similarities(text, video)
         return ModelOutput(
@@ -217,6 +221,7 @@ class MCSAN(nn.Module):
             {level: mask[rows] for level, mask in batch.level_masks.items()},
             batch.role_masks[rows],
             swaps.tokens,
+            batch.relation_orders[rows],
         )  # level -> (S, E)
         return self._weighted_sum(
             {level: (swapped[level] * video[level][rows]).sum(-1) for level in self.levels}

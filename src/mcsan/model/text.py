@@ -10,7 +10,9 @@
                   too): the mean state of each role's span, concatenated in role order and
                   mapped to one triple state (``TripleEncoder``, as on the video side), then
                   attention pooling over the caption's triples; an empty role ("a man dances"
-                  has no object) reads a learned empty-role vector
+                  has no object) reads a learned empty-role vector. With
+                  ``model.event_order`` the predicate also gets an embedding of its event's
+                  order in the caption ("X and then Y": 1, 2; 0 where none is stated)
 
 The entity and action masks come from the parse (``Batch.level_masks``), the relationship roles
 from ``Batch.role_masks``. A caption with no token of a level (no verb, no object) falls back
@@ -35,6 +37,9 @@ from mcsan import LEVELS
 from mcsan.config import ModelConfig
 from mcsan.data.vocab import WORD_PAD
 from mcsan.model.video import AttentionPool, TripleEncoder
+
+# Event orders the text side tells apart: 1, 2, 3 and "4 or later" (0: none stated).
+MAX_EVENT_ORDER = 4
 
 
 @dataclass
@@ -167,9 +172,12 @@ class TextEncoder(nn.Module):
                 f"model.text_encoder={config.text_encoder!r}; choose gru or sentence_transformer"
             )
         self.dropout = nn.Dropout(config.dropout)
+        self.event_order = config.event_order and "relationship" in self.levels
         if "relationship" in self.levels:
             self.empty_role = nn.Parameter(torch.zeros(3, hidden))  # subject, predicate, object
             self.triples = TripleEncoder(hidden, config.dropout)
+        if self.event_order:  # 0: no order stated (a zero vector); ranks past the last share it
+            self.order_embedding = nn.Embedding(MAX_EVENT_ORDER + 1, hidden, padding_idx=0)
         self.pools = nn.ModuleDict({level: AttentionPool(hidden) for level in self.levels})
         # no bias: a constant offset before L2 normalisation only makes all captions look alike
         self.heads = nn.ModuleDict(
@@ -221,10 +229,11 @@ class TextEncoder(nn.Module):
         level_masks: dict[str, torch.Tensor],
         role_masks: torch.Tensor | None = None,
         tokens: list[list[str]] | None = None,
+        relation_orders: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         # words (B, L) int64, word_mask (B, L) bool with the real tokens first,
         # level_masks level -> (B, L) bool, role_masks (B, R, 3, L) bool (needed by the
-        # relationship level) -> level -> (B, E)
+        # relationship level), relation_orders (B, R) int64 (0: none) -> level -> (B, E)
         lengths = word_mask.sum(dim=1)  # (B,)
         if bool((lengths == 0).any()):
             empty = (lengths == 0).nonzero().flatten().tolist()
@@ -244,7 +253,9 @@ class TextEncoder(nn.Module):
         out = {}
         for level in self.levels:
             if level == "relationship":
-                state = self._relationship_state(states, word_mask, role_masks)  # (B, H)
+                state = self._relationship_state(
+                    states, word_mask, role_masks, relation_orders
+                )  # (B, H)
             else:
                 state = self.pools[level](states, self._span_mask(level, word_mask, level_masks))
             out[level] = self.heads[level](state)  # (B, E)
@@ -263,9 +274,14 @@ class TextEncoder(nn.Module):
         return torch.where(mask.any(dim=1, keepdim=True), mask, word_mask)
 
     def _relationship_state(
-        self, states: torch.Tensor, word_mask: torch.Tensor, role_masks: torch.Tensor | None
+        self,
+        states: torch.Tensor,
+        word_mask: torch.Tensor,
+        role_masks: torch.Tensor | None,
+        relation_orders: torch.Tensor | None,
     ) -> torch.Tensor:
-        # states (B, L, H), word_mask (B, L), role_masks (B, R, 3, L) -> (B, H)
+        # states (B, L, H), word_mask (B, L), role_masks (B, R, 3, L), relation_orders (B, R)
+        # -> (B, H)
         if role_masks is None:
             raise ValueError(
                 "the relationship level needs the batch's role_masks (subject / predicate / "
@@ -287,6 +303,10 @@ class TextEncoder(nn.Module):
         counts = weights.sum(dim=-1, keepdim=True).clamp(min=1)  # (B, R, 3, 1)
         roles = torch.einsum("brkl,blh->brkh", weights, states) / counts  # (B, R, 3, H)
         roles = torch.where(present[..., None], roles, self.empty_role.to(roles.dtype))
+        if self.event_order and relation_orders is not None:  # when, on the predicate
+            orders = relation_orders[:, : roles.shape[1]].clamp(0, MAX_EVENT_ORDER)  # (B, R)
+            predicate = roles[:, :, 1] + self.order_embedding(orders)  # (B, R, H)
+            roles = torch.stack([roles[:, :, 0], predicate, roles[:, :, 2]], dim=2)
         triples = self.triples(roles)  # (B, R, H)
         return self.pools["relationship"](triples, present.any(dim=-1))  # (B, H)
 

@@ -161,6 +161,7 @@ class VideoEncoder(nn.Module):
         self.uses_entity_tokens = "entity" in self.levels or "relationship" in self.levels
         self.uses_motion = "action" in self.levels or "relationship" in self.levels
         self.entity_order_blind = config.entity_order_blind
+        self.event_order = config.event_order
         self.input_norm = nn.LayerNorm(video_dim)
         self.frame_proj = nn.Linear(video_dim, hidden)
         self.dropout = nn.Dropout(config.dropout)
@@ -240,7 +241,9 @@ class VideoEncoder(nn.Module):
         if "relationship" in self.levels:
             arguments, argument_times = self.argument_slots(tokens, mask, token_times)
             arguments = (arguments + argument_times).unflatten(1, (-1, 2))  # (B, K, 2, H)
-            predicates, _ = self.predicate_slots(motion, video_mask, times[None])  # (B, K, H)
+            predicates, predicate_times = self.predicate_slots(motion, video_mask, times[None])
+            if self.event_order:  # when each predicate happens, as for its arguments
+                predicates = predicates + predicate_times  # (B, K, H)
             roles = torch.stack(
                 [arguments[:, :, 0], predicates, arguments[:, :, 1]], dim=2
             )  # (B, K, 3, H)

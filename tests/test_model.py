@@ -286,6 +286,36 @@ def test_role_swap_negatives_rank_each_caption_above_its_swapped_reading():
     assert "rank/role_swap" not in model.compute_loss(batch)[1]
 
 
+def test_order_swap_negatives_rank_each_ordered_caption_above_its_reversed_reading():
+    batch = make_batch()
+    batch.relation_orders[0] = torch.tensor([1, 2])  # "X and then Y"
+    batch.relation_orders[3] = torch.tensor([2, 1])  # "Y after X"
+    batch.relation_orders[4] = torch.tensor([1, 0])  # one ordered event: nothing to reverse
+    torch.manual_seed(1)
+    plain = build().compute_loss(batch)[1]
+    assert "rank/order_swap" not in plain  # switched off by default
+    torch.manual_seed(1)
+    model = build(loss=LossConfig(order_swap_negatives=True))
+    output = model(batch)
+    terms = model.loss_terms(output, batch)
+    for name, value in plain.items():  # the other terms do not change
+        torch.testing.assert_close(terms[name], value)
+    rows = torch.tensor([0, 3])
+    reversed_text = model.encode_text(
+        batch.words[rows], batch.word_mask[rows],
+        {level: mask[rows] for level, mask in batch.level_masks.items()},
+        batch.role_masks[rows], None, torch.tensor([[2, 1], [1, 2]]),
+    )["relationship"]
+    swapped = (reversed_text * output.video["relationship"][rows]).sum(-1)  # (2,)
+    own = output.similarities["relationship"][rows, rows]  # (2,)
+    expected = (LossConfig().margin - own + swapped).clamp(min=0).mean()
+    torch.testing.assert_close(terms["rank/order_swap"], expected)
+    terms["rank/order_swap"].backward()
+    assert model.text.order_embedding.weight.grad.abs().sum() > 0
+    batch.relation_orders.zero_()  # no caption states an order: no such term
+    assert "rank/order_swap" not in model.compute_loss(batch)[1]
+
+
 def test_without_attribute_losses_there_is_no_projection():
     model = build(loss=LossConfig(attribute_loss="none", kl=False))
     assert model.attributes is None

@@ -94,6 +94,9 @@ class LossConfig:
     # role-swapped reading ("a cat chases a dog" for "a dog chases a cat") on the fused score
     # of its video: the one negative that only who-does-what-to-whom tells apart
     role_swap_negatives: bool = False
+    # each caption that states the order of its events is also ranked against its reading
+    # with the order reversed, on the relationship level of its own video
+    order_swap_negatives: bool = False
     attribute_loss: str = "focal"  # focal | bce | none
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0

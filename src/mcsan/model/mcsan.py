@@ -14,6 +14,10 @@ Losses (each switchable in LossConfig, each level switchable in ModelConfig.leve
     rank/role_swap          with loss.role_swap_negatives: hinge [margin - s(v, t) + s(v, t~)]_+
                             on the mean fused score, t~ the caption with subject and object
                             exchanged (``batches.role_swap``), v its own video
+    rank/order_swap         with loss.order_swap_negatives: the same hinge on the relationship
+                            cosine, t~ the caption with its events' order reversed (its
+                            ordered triples' ranks turned round: "X and then Y" read as "Y
+                            and then X"), for captions that state an order
     attr/video/<level>      focal (or plain) BCE of the video's attribute logits vs the union of
                             its captions' attributes
     attr/text/<level>       the same for the caption against its own attributes
@@ -61,6 +65,9 @@ class ModelOutput:
     # with loss.role_swap_negatives: fused score of each role-swapped caption with its own
     # video, (S,), for the batch rows batch.role_swaps.rows; None otherwise
     role_swap_fused: torch.Tensor | None = None
+    # with loss.order_swap_negatives: the batch rows that state an order (S,) and the
+    # relationship cosine of each order-swapped caption with its own video (S,); else None
+    order_swap: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class MCSAN(nn.Module):
@@ -205,7 +212,34 @@ class MCSAN(nn.Module):
             video_attributes=self.predict_attributes(video, "video"),
             text_attributes=self.predict_attributes(text, "text"),
             role_swap_fused=self._role_swap_fused(batch, video),
+            order_swap=self._order_swap(batch, video),
         )
+
+    def _order_swap(
+        self, batch: Batch, video: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        # video level -> (B, E) -> rows (S,), cos_relationship(order-swapped caption, video) (S,)
+        if not self.loss_config.order_swap_negatives or "relationship" not in self.levels:
+            return None
+        orders = batch.relation_orders  # (B, R)
+        last = orders.max(dim=1).values  # (B,)
+        first = orders.masked_fill(orders == 0, torch.iinfo(orders.dtype).max).min(dim=1).values
+        rows = (last > first).nonzero().flatten()  # (S,) captions with two ranks or more
+        if rows.numel() == 0:
+            return None
+        ordered = orders[rows]  # (S, R)
+        reversed_orders = torch.where(
+            ordered > 0, first[rows, None] + last[rows, None] - ordered, ordered
+        )  # (S, R): first and last rank exchanged, unordered triples left alone
+        swapped = self.encode_text(
+            batch.words[rows],
+            batch.word_mask[rows],
+            {level: mask[rows] for level, mask in batch.level_masks.items()},
+            batch.role_masks[rows],
+            [batch.tokens[i] for i in rows.tolist()],
+            reversed_orders,
+        )["relationship"]  # (S, E)
+        return rows, (swapped * video["relationship"][rows]).sum(-1)
 
     def _role_swap_fused(
         self, batch: Batch, video: dict[str, torch.Tensor]
@@ -255,6 +289,10 @@ class MCSAN(nn.Module):
             own = output.fused[rows, rows] / total_weight  # (S,) caption i with video i
             swapped = output.role_swap_fused / total_weight  # (S,)
             terms["rank/role_swap"] = (lc.margin - own + swapped).clamp(min=0).mean()
+        if output.order_swap is not None:
+            rows, swapped = output.order_swap  # (S,), (S,)
+            own = output.similarities["relationship"][rows, rows]  # (S,)
+            terms["rank/order_swap"] = (lc.margin - own + swapped).clamp(min=0).mean()
         for level in output.video_attributes:
             video_logits = output.video_attributes[level]  # (B, V)
             text_logits = output.text_attributes[level]  # (B, V)

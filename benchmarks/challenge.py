@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     result = score(items, semantics)
     print_table(result)
     if args.show_misses:
-        splits = {item["id"]: item for item in items}
+        by_id = {item["id"]: item for item in items}
         for row in result["misses"]:
-            item = splits[row["id"]]
+            item = by_id[row["id"]]
             if args.split and item["split"] != args.split:
                 continue
             print(f"{item['class']:12} {item['text']}\n    missed {row['missed']}"

@@ -171,7 +171,7 @@ VARIANTS: dict[str, list[str]] = {
 # and 30 that validation picks for both models of the acceptance comparison (README,
 # "Results"): full MCSAN's validation rsum is about flat after 10 epochs and highest at 30 on
 # seeds 0-2 (40 not tried); global-only's rises until 30 and moves little from 30 to 40 (10
-# was the default until session 15, 20 until session 18).
+# was the default at first, then 20).
 BASE = DEMO_OVERRIDES
 EPOCHS = {"tiny": 2, "small": 12, "default": 30, "msrvtt": 8}
 

@@ -16,7 +16,7 @@ or one per line of ``--captions``. Writes ``benchmarks/results/parser_diff.json`
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import random
 import sys
@@ -33,15 +33,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load_old_semantics(src: Path) -> ModuleType:
-    """``mcsan/data/semantics.py`` of another source tree, as a module of its own."""
+    """``mcsan.data.semantics`` of another source tree, with the modules it imports from that
+    tree (the parser spans several modules); this checkout's modules are put back after."""
     path = src / "mcsan" / "data" / "semantics.py"
     if not path.is_file():
         raise SystemExit(f"{path} not found: --old-src must be the src folder of a checkout")
-    spec = importlib.util.spec_from_file_location("old_semantics", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["old_semantics"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    ours = {name: m for name, m in sys.modules.items() if name.split(".")[0] == "mcsan"}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(src))
+    try:
+        return importlib.import_module("mcsan.data.semantics")
+    finally:
+        sys.path.remove(str(src))
+        for name in [n for n in sys.modules if n.split(".")[0] == "mcsan"]:
+            del sys.modules[name]
+        sys.modules.update(ours)
 
 
 def readings(module: ModuleType, doc) -> tuple[list[str], semantics.CaptionParse]:

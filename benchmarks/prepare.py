@@ -37,21 +37,12 @@ from tqdm import tqdm
 
 from mcsan.config import VocabConfig
 from mcsan.data.dataset import Caption, Dataset, Split
+from mcsan.data.events import extract, is_action
 from mcsan.data.layouts import read_dataset
+from mcsan.data.parse_tree import NOUN_POS, SINGULAR_NOUN_TAGS, Tree, verb_form
 from mcsan.data.prepare import load_prepared, prepare
-from mcsan.data.semantics import (
-    NOUN_POS,
-    PARSER_VERSION,
-    SINGULAR_NOUN_TAGS,
-    CaptionParser,
-    Tree,
-    extract,
-    is_action,
-    load_spacy,
-    model_identity,
-    repair_tree,
-    verb_form,
-)
+from mcsan.data.repairs import repair_tree
+from mcsan.data.semantics import PARSER_VERSION, CaptionParser, load_spacy, model_identity
 from mcsan.data.synth import event_roles, generate, synth_config
 
 REPO = Path(__file__).resolve().parents[1]

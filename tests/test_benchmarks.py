@@ -636,10 +636,10 @@ def test_parser_diff_names_the_rule_behind_each_changed_caption(tmp_path):
     sample shows the relationship each version alone finds."""
     old_src = tmp_path / "old_src"
     shutil.copytree(Path(__file__).resolve().parents[1] / "src", old_src)
-    semantics_file = old_src / "mcsan" / "data" / "semantics.py"
-    text = semantics_file.read_text()
+    repairs_file = old_src / "mcsan" / "data" / "repairs.py"
+    text = repairs_file.read_text()
     assert "        repair_phrase_after_agent,\n" in text
-    semantics_file.write_text(text.replace("        repair_phrase_after_agent,\n", ""))
+    repairs_file.write_text(text.replace("        repair_phrase_after_agent,\n", ""))
     captions = tmp_path / "captions.txt"
     captions.write_text("a child is pushed by a dancer in a pink hat\na man is riding a horse\n")
     out = tmp_path / "diff.json"

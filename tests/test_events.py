@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcsan.data.semantics import CaptionParse, CaptionParser, load_spacy
+from mcsan.data.caption_parse import CaptionParse
+from mcsan.data.semantics import CaptionParser, load_spacy
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

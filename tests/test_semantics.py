@@ -8,24 +8,19 @@ import logging
 import pytest
 
 from mcsan.data import semantics
-from mcsan.data.semantics import (
-    PARSER_VERSION,
-    Attribute,
-    CaptionParse,
-    CaptionParser,
+from mcsan.data.caption_parse import Attribute, CaptionParse, relationship
+from mcsan.data.events import extract
+from mcsan.data.parse_tree import (
     Node,
-    ParseCache,
     Tree,
-    extract,
     is_lexical_noun,
     lemmatise,
-    load_spacy,
     noun_lemma,
-    relationship,
-    repair_tree,
     verb_form,
     verb_lemma,
 )
+from mcsan.data.repairs import repair_tree
+from mcsan.data.semantics import PARSER_VERSION, CaptionParser, ParseCache, load_spacy
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import spacy
 
+from mcsan.data.caption_parse import CaptionParse, relationship
 from mcsan.data.layouts import read_dataset
-from mcsan.data.semantics import CaptionParse, CaptionParser, load_spacy, relationship
+from mcsan.data.semantics import CaptionParser, load_spacy
 from mcsan.data.synth import (
     ENTITIES,
     HYPERNYMS,
@@ -518,7 +519,7 @@ def test_sequences_come_with_order_swapped_twins_whose_frame_average_is_alike():
 
 
 def test_sequence_captions_use_every_order_connective_and_the_parse_reads_the_order():
-    from mcsan.data.semantics import verb_lemma
+    from mcsan.data.parse_tree import verb_lemma
     from mcsan.data.synth import INTRANSITIVE_ACTIONS, TRANSITIVE_ACTIONS
 
     verbs = dict(TRANSITIVE_ACTIONS + INTRANSITIVE_ACTIONS)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mcsan.data.semantics import Attribute, CaptionParse
+from mcsan.data.caption_parse import Attribute, CaptionParse
 from mcsan.data.vocab import (
     PAD_TOKEN,
     UNK_TOKEN,

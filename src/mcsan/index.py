@@ -51,8 +51,8 @@ from tqdm import tqdm
 from mcsan import __version__
 from mcsan.atomic import fsync_directory, fsync_file, replace_json
 from mcsan.checkpoint import CONFIG_FILE, MODEL_FILE, VOCAB_FILE
+from mcsan.data.caption_parse import CaptionParse
 from mcsan.data.recipes import FEATURES_NOTE, describe_recipe, same_recipe
-from mcsan.data.semantics import CaptionParse
 from mcsan.retriever import (
     AttributeMatch,
     ParsedQuery,

@@ -35,8 +35,9 @@ from mcsan.data.batches import (
     collate_captions,
     collate_videos,
 )
+from mcsan.data.caption_parse import CaptionParse
 from mcsan.data.recipes import FEATURES_NOTE
-from mcsan.data.semantics import PARSER_VERSION, CaptionParse, CaptionParser
+from mcsan.data.semantics import PARSER_VERSION, CaptionParser
 from mcsan.data.vocab import WORD_UNK, Vocabularies
 from mcsan.factory import model_from_checkpoint
 from mcsan.runtime import resolve_device

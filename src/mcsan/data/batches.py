@@ -18,8 +18,8 @@ from mcsan.data.dataset import Split, uniform_indices
 from mcsan.data.vocab import WORD_PAD
 
 if TYPE_CHECKING:  # the prepared data is only passed through; importing it pulls in spaCy
+    from mcsan.data.caption_parse import CaptionParse
     from mcsan.data.prepare import PreparedData
-    from mcsan.data.semantics import CaptionParse
     from mcsan.data.vocab import AttributeVocab, WordVocab
 
 # Levels the text encoder pools over token spans (``Batch.level_masks``); the relationship

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from mcsan.data.semantics import CaptionParse
+    from mcsan.data.caption_parse import CaptionParse
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FEATURE_TYPE = "synth"  # feature type name the benchmark writes

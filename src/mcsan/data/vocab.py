@@ -31,7 +31,7 @@ import numpy as np
 from mcsan import ATTRIBUTE_LEVELS
 
 if TYPE_CHECKING:  # parses are only read here; importing semantics would load spaCy
-    from mcsan.data.semantics import Attribute, CaptionParse
+    from mcsan.data.caption_parse import Attribute, CaptionParse
 
 # Word ids of padding and of unknown words; batches and the text encoder use these.
 WORD_PAD = 0

@@ -29,8 +29,8 @@ import numpy as np
 from mcsan import ATTRIBUTE_LEVELS
 from mcsan.atomic import replace_json, replace_lines
 from mcsan.config import VocabConfig
-from mcsan.data.dataset import Caption, Dataset
 from mcsan.data.caption_parse import CaptionParse
+from mcsan.data.dataset import Caption, Dataset
 from mcsan.data.semantics import (
     PARSER_VERSION,
     CaptionParser,

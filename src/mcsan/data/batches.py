@@ -364,9 +364,15 @@ def collate_captions(items: list[dict], attribute_sizes: dict[str, int]) -> dict
     if where:
         role_masks[tuple(torch.tensor(where).T)] = True
     relation_orders = torch.zeros(size, relations, dtype=torch.long)  # (B, R)
-    for i, item in enumerate(items):
-        orders = item.get("orders", ())  # parses of parser 5 have none
-        relation_orders[i, : len(orders)] = torch.tensor(orders, dtype=torch.long)
+    ordered = [  # parses of parser 5 have no "orders"; 0 (none stated) needs no write
+        (i, r, order)
+        for i, item in enumerate(items)
+        for r, order in enumerate(item.get("orders", ()))
+        if order
+    ]
+    if ordered:
+        i, r, order = torch.tensor(ordered).T
+        relation_orders[i, r] = order
     text_targets = {
         level: multi_hot([item["text_labels"][level] for item in items], n)
         for level, n in attribute_sizes.items()

@@ -39,8 +39,8 @@
   - Frames and catenatives are not predicates: "a goat can be seen eating grass" →
     ``goat|eat|grass`` (no ``|see|goat``); likewise "we see", "the video shows", "someone
     shows how to"; "a man starts to dance" → ``man|dance|`` (no ``man|start|``). The action
-    level keeps their verbs. A verb with neither subject nor object gives ``|verb|``. Multi-word prepositions such as "in front of" are kept whole
-    (``man|in front of|car``).
+    level keeps their verbs. A verb with neither subject nor object gives ``|verb|``.
+    Multi-word prepositions such as "in front of" are kept whole (``man|in front of|car``).
   - Each relationship carries an ``order``: its event's rank in time where a connective says
     so ("X and then Y", "first X", "Y after X", "after X, Y", "X before Y", "before Y, X",
     "after doing X"), 0 otherwise.
@@ -63,8 +63,6 @@ from collections.abc import Iterable
 from mcsan.data.caption_parse import Attribute, CaptionParse, relationship
 from mcsan.data.parse_tree import (
     NOUN_POS,
-    PLURAL_NOUN_TAGS,
-    SINGULAR_NOUN_TAGS,
     SUBJECT_DEPS,
     Node,
     Tree,
@@ -72,6 +70,8 @@ from mcsan.data.parse_tree import (
     is_complex_preposition_noun,
     is_entity_head,
     is_passive,
+    is_plural,
+    is_singular,
 )
 
 # Nouns that only count or group what follows "of"; that thing takes their role.
@@ -105,7 +105,8 @@ PREPOSITIONAL_VERBS: dict[str, frozenset[str]] = {
 PARTICLES = frozenset({"on", "off", "up", "down", "out", "in", "away", "over", "back", "around"})
 # Verbs whose complement verb is the event ("starts to dance": the event is the dance).
 CATENATIVE_VERBS = frozenset(
-    ["start", "begin", "continue", "keep", "try", "attempt", "go", "come", "seem", "appear", "want", "need", "like", "love", "prepare", "get", "learn", "stop", "finish"]
+    {"start", "begin", "continue", "keep", "try", "attempt", "go", "come", "seem",
+     "appear", "want", "need", "like", "love", "prepare", "get", "learn", "stop", "finish"}
 )
 # Frames describe the video or its viewer, not what happens in it: "a man is seen riding",
 # "we see a dog", "the video shows a car", "someone shows how to cook".
@@ -113,7 +114,9 @@ SEEING_VERBS = frozenset({"see", "show", "feature", "display", "depict", "pictur
 VIEWER_PRONOUNS = frozenset({"we", "you", "i", "one"})
 VIEWER_VERBS = frozenset({"see", "watch", "notice", "hear", "find"})
 MEDIA_NOUNS = frozenset(
-    ["video", "clip", "footage", "film", "movie", "scene", "camera", "screen", "segment", "advertisement", "commercial", "trailer", "show", "program", "programme", "documentary", "cartoon", "animation", "slideshow"]
+    {"video", "clip", "footage", "film", "movie", "scene", "camera", "screen", "segment",
+     "advertisement", "commercial", "trailer", "show", "program", "programme",
+     "documentary", "cartoon", "animation", "slideshow"}
 )
 DEMONSTRATING_VERBS = frozenset({"show", "demonstrate"})
 # Connectives that order events: the verb they modify comes after the one before it.
@@ -130,15 +133,40 @@ PERSONAL_PRONOUNS: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 REFLEXIVE_PRONOUNS = frozenset({"himself", "herself", "itself", "themselves"})
 MALE_NOUNS = frozenset(
-    ["man", "boy", "guy", "gentleman", "father", "dad", "son", "brother", "husband", "boyfriend", "grandfather", "grandpa", "king", "prince", "actor", "policeman", "fireman", "waiter", "cowboy", "uncle", "groom", "monk", "sir", "businessman", "sportsman", "chairman", "spokesman", "salesman", "dude", "lad", "gentlemen", "men", "boys", "guys"]
+    {"man", "boy", "guy", "gentleman", "father", "dad", "son", "brother", "husband",
+     "boyfriend", "grandfather", "grandpa", "king", "prince", "actor", "policeman",
+     "fireman", "waiter", "cowboy", "uncle", "groom", "monk", "sir", "businessman",
+     "sportsman", "chairman", "spokesman", "salesman", "dude", "lad", "gentlemen", "men",
+     "boys", "guys"}
 )
 FEMALE_NOUNS = frozenset(
-    ["woman", "girl", "lady", "mother", "mom", "mum", "daughter", "sister", "wife", "girlfriend", "grandmother", "grandma", "queen", "princess", "actress", "hostess", "waitress", "aunt", "bride", "nun", "businesswoman", "ladies", "women", "girls", "policewoman"]
+    {"woman", "girl", "lady", "mother", "mom", "mum", "daughter", "sister", "wife",
+     "girlfriend", "grandmother", "grandma", "queen", "princess", "actress", "hostess",
+     "waitress", "aunt", "bride", "nun", "businesswoman", "ladies", "women", "girls",
+     "policewoman"}
 )
 PERSON_NOUNS = MALE_NOUNS | FEMALE_NOUNS | frozenset(
-    ["person", "people", "kid", "child", "baby", "infant", "toddler", "teen", "teenager", "adult", "player", "singer", "dancer", "artist", "musician", "chef", "cook", "host", "reporter", "anchor", "announcer", "commentator", "narrator", "presenter", "speaker", "student", "teacher", "doctor", "nurse", "police", "officer", "cop", "soldier", "farmer", "driver", "rider", "worker", "customer", "athlete", "coach", "mother", "parent", "friend", "couple", "character", "hero", "villain", "pirate", "knight", "fighter", "wrestler", "boxer", "runner", "swimmer", "skater", "surfer", "skier", "biker", "cyclist", "tourist", "guest", "interviewer", "newscaster", "politician", "president", "candidate", "scientist", "professor", "pupil", "employee", "boss", "chef", "baker", "bartender", "mechanic", "pilot", "sailor", "captain", "firefighter", "surgeon", "patient", "dentist", "priest", "preacher", "comedian", "celebrity", "star", "rapper", "performer", "magician", "cheerleader", "goalkeeper", "referee", "umpire", "judge", "contestant", "model", "fan", "vlogger", "youtuber", "blogger", "gamer", "audience", "crowd", "family", "team", "band", "group", "crew", "staff", "individual", "human", "user", "owner", "trainer", "instructor", "journalist", "interviewee", "member", "vendor", "shopper", "passenger", "wizard", "clown", "doll"]
+    {"person", "people", "kid", "child", "baby", "infant", "toddler", "teen", "teenager",
+     "adult", "player", "singer", "dancer", "artist", "musician", "chef", "cook", "host",
+     "reporter", "anchor", "announcer", "commentator", "narrator", "presenter", "speaker",
+     "student", "teacher", "doctor", "nurse", "police", "officer", "cop", "soldier",
+     "farmer", "driver", "rider", "worker", "customer", "athlete", "coach", "mother",
+     "parent", "friend", "couple", "character", "hero", "villain", "pirate", "knight",
+     "fighter", "wrestler", "boxer", "runner", "swimmer", "skater", "surfer", "skier",
+     "biker", "cyclist", "tourist", "guest", "interviewer", "newscaster", "politician",
+     "president", "candidate", "scientist", "professor", "pupil", "employee", "boss",
+     "baker", "bartender", "mechanic", "pilot", "sailor", "captain", "firefighter",
+     "surgeon", "patient", "dentist", "priest", "preacher", "comedian", "celebrity",
+     "star", "rapper", "performer", "magician", "cheerleader", "goalkeeper", "referee",
+     "umpire", "judge", "contestant", "model", "fan", "vlogger", "youtuber", "blogger",
+     "gamer", "audience", "crowd", "family", "team", "band", "group", "crew", "staff",
+     "individual", "human", "user", "owner", "trainer", "instructor", "journalist",
+     "interviewee", "member", "vendor", "shopper", "passenger", "wizard", "clown", "doll"}
 )
-COLLECTIVE_NOUNS = frozenset(["people", "audience", "crowd", "family", "team", "band", "group", "crew", "staff", "couple"])
+COLLECTIVE_NOUNS = frozenset(
+    {"people", "audience", "crowd", "family", "team", "band", "group", "crew", "staff",
+     "couple"}
+)
 
 
 # ----- extraction ---------------------------------------------------------------------------
@@ -199,15 +227,10 @@ def noun_kind(node: Node) -> set[str]:
 
 
 def fits(tree: Tree, noun: Node, number: str, kind: str) -> bool:
+    """Whether ``noun`` can be what a pronoun of ``number`` and ``kind`` stands for."""
     if number == "plural":
-        return (
-            noun.tag in PLURAL_NOUN_TAGS
-            or bool(tree.children(noun, "conj"))
-            or noun.lemma in COLLECTIVE_NOUNS
-        )
-    return noun.tag in SINGULAR_NOUN_TAGS and not tree.children(noun, "conj") and (
-        kind in noun_kind(noun)
-    )
+        return is_plural(tree, noun) or noun.lemma in COLLECTIVE_NOUNS
+    return is_singular(tree, noun) and kind in noun_kind(noun)
 
 
 def clause_subjects(tree: Tree, pronoun: Node) -> set[int]:
@@ -369,7 +392,8 @@ def relative_object(tree: Tree, verb: Node) -> list[Node]:
 
 
 def objects_of(tree: Tree, verb: Node, absorbed: Node | None) -> list[Node]:
-    """The object words of a verb as written (before resolution)."""
+    """The object words of a verb as written (before pronouns and quantity nouns are
+    resolved): its direct objects, or the object of the preposition it absorbed."""
     if absorbed is not None:
         return tree.children(absorbed, "pobj")
     return tree.children(verb, "dobj")
@@ -403,6 +427,7 @@ def verb_relationships(tree: Tree, verb: Node, order: int = 0) -> list[Found]:
     absorbed = None
     if is_event(tree, verb):
         label, predicate_tokens, absorbed = predicate(tree, verb)
+        written = objects_of(tree, verb, absorbed)
         if is_passive(tree, verb):
             objects = surface
             subjects = [
@@ -412,13 +437,10 @@ def verb_relationships(tree: Tree, verb: Node, order: int = 0) -> list[Found]:
             ]  # fmt: skip
         else:
             subjects = surface
-            objects = [a for obj in tree.children(verb, "dobj") for a in arguments(tree, obj)]
-            if absorbed is not None:
-                objects = [a for pobj in tree.children(absorbed, "pobj")
-                           for a in arguments(tree, pobj)]
+            objects = [a for obj in written for a in arguments(tree, obj)]
             objects = objects or relative_object(tree, verb)
         pairs: list[tuple[Node | None, Node | None]]
-        if subjects and any(is_reciprocal(tree, o) for o in objects_of(tree, verb, absorbed)):
+        if subjects and any(is_reciprocal(tree, o) for o in written):
             pairs = reciprocal_pairs(subjects)
         elif subjects and objects:
             pairs = [(s, o) for s in subjects for o in objects]

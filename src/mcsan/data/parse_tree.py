@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 NOUN_POS = frozenset({"NOUN", "PROPN"})
 SINGULAR_NOUN_TAGS = frozenset({"NN", "NNP"})
 PLURAL_NOUN_TAGS = frozenset({"NNS", "NNPS"})
+SINGULAR_PRONOUNS = frozenset({"he", "she", "it", "someone", "somebody", "something", "one"})
+PLURAL_PRONOUNS = frozenset({"they", "we", "both", "these", "those"})
 SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
 
 
@@ -183,3 +185,15 @@ def is_passive(tree: Tree, verb: Node) -> bool:
     if tree.children(verb, "auxpass", "nsubjpass"):
         return True
     return verb.dep == "acl" and verb.tag == "VBN"
+
+
+def is_singular(tree: Tree, node: Node) -> bool:
+    if node.pos == "PRON":
+        return node.text in SINGULAR_PRONOUNS
+    return node.tag in SINGULAR_NOUN_TAGS and not tree.children(node, "conj")
+
+
+def is_plural(tree: Tree, node: Node) -> bool:
+    if node.pos == "PRON":
+        return node.text in PLURAL_PRONOUNS
+    return node.tag in PLURAL_NOUN_TAGS or bool(tree.children(node, "conj"))

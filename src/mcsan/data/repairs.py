@@ -88,7 +88,6 @@ from functools import lru_cache
 from mcsan.data.parse_tree import (
     NOUN_POS,
     PLURAL_NOUN_TAGS,
-    SINGULAR_NOUN_TAGS,
     SUBJECT_DEPS,
     Node,
     Tree,
@@ -97,32 +96,20 @@ from mcsan.data.parse_tree import (
     is_entity_head,
     is_lexical_noun,
     is_passive,
+    is_plural,
+    is_singular,
     noun_lemma,
     verb_form,
     verb_lemma,
 )
 
 SINGULAR_DETERMINERS = frozenset({"a", "an", "one", "each", "every", "this", "that", "another"})
-SINGULAR_PRONOUNS = frozenset({"he", "she", "it", "someone", "somebody", "something", "one"})
-PLURAL_PRONOUNS = frozenset({"they", "we", "both", "these", "those"})
 BE_FORMS = frozenset({"is", "are", "was", "were", "am", "be", "being", "been", "'s", "'re"})
 # Prepositions of place and clothing ("a man in a red shirt", "a lady at a wedding"): an -ing
 # participle after their phrase describes the noun they modify.
 PLACE_PREPOSITIONS = frozenset({"in", "at", "on"})
 
 # ----- repairs: verbs that spaCy tagged as nouns --------------------------------------------
-def is_singular(tree: Tree, node: Node) -> bool:
-    if node.pos == "PRON":
-        return node.text in SINGULAR_PRONOUNS
-    return node.tag in SINGULAR_NOUN_TAGS and not tree.children(node, "conj")
-
-
-def is_plural(tree: Tree, node: Node) -> bool:
-    if node.pos == "PRON":
-        return node.text in PLURAL_PRONOUNS
-    return node.tag in PLURAL_NOUN_TAGS or bool(tree.children(node, "conj"))
-
-
 @lru_cache(maxsize=1 << 16)
 def is_dictionary_adjective(word: str) -> bool:
     from lemminflect import getAllLemmas
@@ -551,7 +538,9 @@ def repair_verb_after_participle_phrase(tree: Tree, node: Node) -> str | None:
 
 
 CLAUSE_VERBS = frozenset(
-    ["say", "think", "know", "tell", "show", "explain", "see", "believe", "hope", "realize", "notice", "mention", "claim", "describe", "announce", "ask", "wonder", "feel", "hear", "learn", "find", "discover", "decide", "suggest"]
+    {"say", "think", "know", "tell", "show", "explain", "see", "believe", "hope",
+     "realize", "notice", "mention", "claim", "describe", "announce", "ask", "wonder",
+     "feel", "hear", "learn", "find", "discover", "decide", "suggest"}
 )
 
 

@@ -29,7 +29,7 @@ def median_step(threads: int, steps: int) -> float:
     import torch
 
     from mcsan import LEVELS
-    from mcsan.config import LossConfig, ModelConfig
+    from mcsan.config import ModelConfig
     from mcsan.model.mcsan import MCSAN
 
     torch.set_num_threads(threads)
@@ -38,7 +38,7 @@ def median_step(threads: int, steps: int) -> float:
     speed.VOCAB, speed.ATTRIBUTES = 2_000, {"entity": 200, "action": 100, "relationship": 500}
     torch.manual_seed(0)
     config = ModelConfig(embed_dim=256, hidden_dim=256, word_dim=128, levels=list(LEVELS))
-    model = MCSAN(config, LossConfig(), speed.VIDEO_DIM, speed.VOCAB, speed.ATTRIBUTES)
+    model = MCSAN(config, speed.VIDEO_DIM, speed.VOCAB, speed.ATTRIBUTES)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     batch = speed.random_batch(torch.device("cpu"))

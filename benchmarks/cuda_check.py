@@ -52,8 +52,8 @@ def train_interrupted_then_resumed(config: Config) -> training.TrainResult:
     """Train until the first epoch's checkpoint, stop as a killed process would, resume."""
     real_save = training._save
 
-    def save_then_stop(directory, *args, **kwargs):
-        real_save(directory, *args, **kwargs)
+    def save_then_stop(run, directory, *args, **kwargs):
+        real_save(run, directory, *args, **kwargs)
         if directory.name == "last":
             raise _StopAfterFirstEpoch
 

@@ -40,7 +40,7 @@ from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared, prepare
 from mcsan.data.synth import synth_config, write_synth
 from mcsan.demo import DEMO_OVERRIDES
-from mcsan.factory import build_model
+from mcsan.factory import build_loss, build_model
 from mcsan.train import parameter_groups, training_loader, training_step
 
 
@@ -72,14 +72,15 @@ def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repe
 
 
 def training_setup(config: Config, prepared, feature_dim: int, device: torch.device):
-    """The model (seed 0), optimizer, schedule and gradient scaler ``mcsan train`` builds."""
+    """The model (seed 0), loss, optimizer, schedule and gradient scaler ``mcsan train``
+    builds."""
     torch.manual_seed(0)
     model = build_model(config, prepared, feature_dim).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr,
                                   weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp and device.type == "cuda")
-    return model, optimizer, scheduler, scaler
+    return model, build_loss(config, model), optimizer, scheduler, scaler
 
 
 def synchronize(device: torch.device) -> None:
@@ -91,7 +92,7 @@ def time_model_step(pairs, config: Config, sizes: dict[str, int], prepared, step
                     device: torch.device) -> dict:
     """Median seconds of ``mcsan.train.training_step`` (the full model) on ``device``, on
     batches moved there beforehand: the step alone, no loader."""
-    model, optimizer, scheduler, scaler = training_setup(
+    model, loss, optimizer, scheduler, scaler = training_setup(
         config, prepared, pairs.videos.split.feature_dim, device)
     loader = training_loader(pairs, config, sizes, torch.Generator().manual_seed(0), device)
     batches = [batch.to(device) for batch, _ in zip(loader, range(steps + 1), strict=False)]
@@ -99,7 +100,7 @@ def time_model_step(pairs, config: Config, sizes: dict[str, int], prepared, step
     for index, batch in enumerate(batches):  # the first step warms up
         synchronize(device)
         started = time.perf_counter()
-        training_step(model, batch, optimizer, scheduler, scaler, config, hardest_negatives=True)
+        training_step(model, loss, batch, optimizer, scheduler, scaler, config, hardest_negatives=True)
         synchronize(device)
         if index:
             seconds.append(time.perf_counter() - started)
@@ -113,17 +114,17 @@ def time_fed_steps(pairs, config: Config, sizes: dict[str, int], prepared, steps
     """Seconds per step of the training loop as ``mcsan train`` runs it with
     ``config.train.num_workers``: next batch from the loader, copy to ``device``,
     ``training_step``; timed over ``steps`` steps after 3 warm-up steps (workers started)."""
-    model, optimizer, scheduler, scaler = training_setup(
+    model, loss, optimizer, scheduler, scaler = training_setup(
         config, prepared, pairs.videos.split.feature_dim, device)
     iterator = iter(training_loader(pairs, config, sizes, torch.Generator().manual_seed(0),
                                     device))
     for _ in range(3):
-        training_step(model, next(iterator).to(device), optimizer, scheduler, scaler, config,
+        training_step(model, loss, next(iterator).to(device), optimizer, scheduler, scaler, config,
                       hardest_negatives=True)
     synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        training_step(model, next(iterator).to(device), optimizer, scheduler, scaler, config,
+        training_step(model, loss, next(iterator).to(device), optimizer, scheduler, scaler, config,
                       hardest_negatives=True)
     synchronize(device)
     seconds = (time.perf_counter() - started) / steps

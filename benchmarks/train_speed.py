@@ -1,12 +1,14 @@
 """Training throughput at MSR-VTT dimensions: the full model against the global-only one.
 
-Batch 128, 20 frames of 2,048-d features, 1,024-d embeddings and hidden size, 20 words from a
-10,000-word vocabulary, attribute vocabularies of 1,000 / 500 / 500. One step = forward, loss,
-backward and an AdamW update. The two configurations are timed interleaved (global, full,
+Batch 128, 20 frames of 2,048-d features, the default model size (512-d embeddings and hidden
+size, 300-d words; ``--embed 1024`` for the larger size measured before), 20 words from a
+10,000-word vocabulary, the default attribute vocabularies (1,000 / 500 / 2,000). One step =
+forward, loss, backward and an AdamW update. The two configurations are timed interleaved (global, full,
 global, full, ...) so machine load hits both alike; the figure that matters is their ratio
 (goal: full costs at most 2.5x global-only per sample).
 
     .venv/bin/python benchmarks/train_speed.py [--steps 6] [--threads N] [--device cpu|cuda] [--amp]
+    .venv/bin/python benchmarks/train_speed.py --profile     # where the full model's step goes
 
 ``--amp`` runs the forward pass under float16 autocast with a gradient scaler, as ``mcsan train``
 does on CUDA. Writes benchmarks/results/train_speed[-cuda][-amp].json.
@@ -25,12 +27,13 @@ from pathlib import Path
 import torch
 
 from mcsan import LEVELS
-from mcsan.config import LossConfig, ModelConfig
+from mcsan.config import LossConfig, ModelConfig, VocabConfig
 from mcsan.data.batches import SPAN_LEVELS, Batch
-from mcsan.model.mcsan import MCSAN
+from mcsan.model import MCSAN, LossTargets, MCSANLoss
 
-BATCH, FRAMES, VIDEO_DIM, WORDS, EMBED, VOCAB = 128, 20, 2048, 20, 1024, 10_000
-ATTRIBUTES = {"entity": 1000, "action": 500, "relationship": 500}
+BATCH, FRAMES, VIDEO_DIM, WORDS, VOCAB = 128, 20, 2048, 20, 10_000
+EMBED = ModelConfig().embed_dim  # --embed changes it (embedding and hidden size)
+ATTRIBUTES = dict(VocabConfig().top_k)
 
 
 def random_batch(device: torch.device) -> Batch:
@@ -60,7 +63,7 @@ def random_batch(device: torch.device) -> Batch:
 def build(levels: list[str], device: torch.device):
     torch.manual_seed(0)
     config = ModelConfig(embed_dim=EMBED, hidden_dim=EMBED, word_dim=300, levels=levels)
-    model = MCSAN(config, LossConfig(), VIDEO_DIM, VOCAB, ATTRIBUTES).to(device)
+    model = MCSAN(config, VIDEO_DIM, VOCAB, ATTRIBUTES).to(device)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
@@ -69,7 +72,7 @@ def step(model, optimizer, scaler, batch: Batch, device: torch.device) -> float:
         torch.cuda.synchronize()
     started = time.perf_counter()
     with torch.autocast(device.type, enabled=scaler.is_enabled()):
-        loss, _ = model.compute_loss(batch)
+        loss, _ = MCSANLoss(LossConfig(), model.level_weights)(model(batch), LossTargets.of(batch))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -79,18 +82,41 @@ def step(model, optimizer, scaler, batch: Batch, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
+def profile(model, optimizer, scaler, batch: Batch, device: torch.device) -> list[dict]:
+    """The 25 ops with the most self CPU time over 2 steps of ``model``, printed and returned."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            step(model, optimizer, scaler, batch, device)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = [{"op": e.key, "self_s": e.self_cpu_time_total / 2e6, "share": e.self_cpu_time_total / total,
+             "calls_per_step": e.count / 2} for e in events[:25]]
+    for row in rows:
+        print(f"{row['op'][:48]:<48} {row['self_s']:7.3f} s/step {row['share']:6.1%} "
+              f"{row['calls_per_step']:6.0f} calls")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
+    parser.add_argument("--embed", type=int, default=EMBED, help="embedding and hidden size")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile 2 steps of the full model: the 25 costliest ops")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.amp and args.device == "cpu":
         parser.error("--amp is for CUDA (mcsan train uses it there only)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    global EMBED
+    EMBED = args.embed
     device = torch.device(args.device)
     batch = random_batch(device)
     models = {"global_only": build(["global"], device), "full": build(list(LEVELS), device)}
@@ -101,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.steps):
         for name, (model, optimizer) in models.items():
             times[name].append(step(model, optimizer, scalers[name], batch, device))
-    options = [f"--steps {args.steps}", f"--threads {args.threads}", f"--device {args.device}"]
+    options = [f"--steps {args.steps}", f"--threads {args.threads}", f"--device {args.device}",
+               f"--embed {args.embed}"]
     result = {"command": "python benchmarks/train_speed.py " + " ".join(
         options + (["--amp"] if args.amp else [])),
         "device": str(device), "amp": args.amp,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(), "batch": BATCH, "configs": {}}
+        "load_average": os.getloadavg(), "batch": BATCH, "embed": EMBED,
+        "attributes": ATTRIBUTES, "configs": {}}
     for name, samples in times.items():
         median = statistics.median(samples)
         params = sum(p.numel() for p in models[name][0].parameters())
@@ -120,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "median_step_s"]
     result["full_over_global_cost"] = ratio
     print(f"full / global-only cost per sample: {ratio:.2f}x (goal <= 2.5x)")
+    if args.profile:
+        result["profile"] = profile(*models["full"], scalers["full"], batch, device)
     suffix = ("" if device.type == "cpu" else f"-{device.type}") + ("-amp" if args.amp else "")
     out = args.out or Path(__file__).parent / "results" / f"train_speed{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -262,7 +262,8 @@ def test_pinning_and_moving_a_batch_reach_every_tensor(train_pairs, monkeypatch)
     pinned = batch.pin_memory()
     tensors = [batch.video, batch.video_mask, batch.words, batch.word_mask, batch.role_masks,
                batch.relation_orders, *batch.level_masks.values(), *batch.video_targets.values(),
-               *batch.text_targets.values(), batch.role_swaps.rows, batch.role_swaps.words]
+               *batch.text_targets.values(), batch.role_swaps.rows, batch.role_swaps.words,
+               batch.video_keys]
     assert len(seen) == len(tensors) and all(any(t is s for s in seen) for t in tensors)
     moved = pinned.to("cpu")
     for name in ("video", "video_mask", "words", "word_mask", "role_masks", "relation_orders"):

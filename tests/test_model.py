@@ -8,7 +8,8 @@ from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.config import LossConfig, ModelConfig
 from mcsan.data.batches import SPAN_LEVELS, Batch, RoleSwaps
 from mcsan.data.vocab import WORD_PAD
-from mcsan.model import MCSAN, load_glove
+from mcsan.model import MCSAN, LossTargets, MCSANLoss, load_glove
+from mcsan.model.losses import uses_attribute_heads
 from mcsan.model.text import glove_dim
 
 
@@ -43,14 +44,28 @@ def small_config(**overrides) -> ModelConfig:
 
 
 def build(config: ModelConfig | None = None, loss: LossConfig | None = None, **kwargs) -> MCSAN:
+    """A small model with the attribute heads that ``loss`` (default: the default loss) reads."""
     return MCSAN(
         config or small_config(),
-        loss or LossConfig(),
         VIDEO_DIM,
         VOCAB_SIZE,
         ATTRIBUTE_SIZES,
+        attribute_heads=uses_attribute_heads(loss or LossConfig()),
         **kwargs,
     )
+
+
+def compute_loss(model: MCSAN, batch: Batch, loss: LossConfig | None = None):
+    """Total and terms of ``loss`` (default: the default loss) on ``model``'s output."""
+    criterion = MCSANLoss(loss or LossConfig(), model.level_weights)
+    return criterion(model(batch, **criterion.swapped_readings), LossTargets.of(batch))
+
+
+def loss_terms(model: MCSAN, batch: Batch, loss: LossConfig | None = None, output=None):
+    """The terms with their graphs, of ``output`` (default: the model's output on ``batch``)."""
+    criterion = MCSANLoss(loss or LossConfig(), model.level_weights)
+    output = output or model(batch, **criterion.swapped_readings)
+    return criterion.terms(output, LossTargets.of(batch))
 
 
 def make_batch(
@@ -121,14 +136,14 @@ def test_every_level_subset_shapes_norms_terms_and_gradients(levels):
         for emb in (out.video[level], out.text[level]):
             assert emb.shape == (6, EMBED)
             torch.testing.assert_close(emb.norm(dim=-1), torch.ones(6))
-        assert out.similarities[level].shape == (6, 6)
-    assert out.fused.shape == (6, 6)
+        assert model.level_similarities(out.text, out.video)[level].shape == (6, 6)
+    assert model.fused_similarity(out.text, out.video).shape == (6, 6)
     attribute_levels = [lv for lv in ATTRIBUTE_LEVELS if lv in levels]
     assert list(out.video_attributes) == attribute_levels
     for level in attribute_levels:
         assert out.video_attributes[level].shape == (6, ATTRIBUTE_SIZES[level])
 
-    total, terms = model.compute_loss(batch)
+    total, terms = compute_loss(model, batch)
     expected = {f"rank/{lv}" for lv in levels} | {"rank/fused"}
     for level in attribute_levels:
         expected |= {f"attr/video/{level}", f"attr/text/{level}", f"kl/{level}"}
@@ -170,7 +185,7 @@ def test_shared_projection_is_one_layer_trained_by_both_modalities():
     batch = make_batch()
     for modality in ("video", "text"):
         model.zero_grad()
-        terms = model.loss_terms(model(batch), batch)
+        terms = loss_terms(model, batch)
         terms[f"attr/{modality}/entity"].backward()
         assert weight.grad is not None and weight.grad.abs().sum() > 0
         encoder = model.video if modality == "video" else model.text
@@ -187,7 +202,7 @@ def test_separate_projections_when_not_shared():
     shared_count = sum(p.numel() for p in build().attributes.parameters())
     assert sum(p.numel() for p in model.attributes.parameters()) == 2 * shared_count
     batch = make_batch()
-    model.loss_terms(model(batch), batch)["attr/video/action"].backward()
+    loss_terms(model, batch)["attr/video/action"].backward()
     assert video_layer.weight.grad.abs().sum() > 0
     assert text_layer.weight.grad is None
 
@@ -203,8 +218,8 @@ def test_separate_projections_when_not_shared():
     ],
 )
 def test_loss_terms_follow_the_config(loss_overrides, absent, present):
-    model = build(loss=LossConfig(**loss_overrides))
-    _, terms = model.compute_loss(make_batch())
+    loss = LossConfig(**loss_overrides)
+    _, terms = compute_loss(build(loss=loss), make_batch(), loss)
     assert not set(absent) & set(terms)
     assert set(present) <= set(terms)
     assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
@@ -213,9 +228,9 @@ def test_loss_terms_follow_the_config(loss_overrides, absent, present):
 def test_focal_and_bce_give_different_attribute_terms():
     batch = make_batch()
     torch.manual_seed(1)
-    focal = build(loss=LossConfig(attribute_loss="focal")).compute_loss(batch)[1]
+    focal = compute_loss(build(), batch, LossConfig(attribute_loss="focal"))[1]
     torch.manual_seed(1)
-    bce = build(loss=LossConfig(attribute_loss="bce")).compute_loss(batch)[1]
+    bce = compute_loss(build(), batch, LossConfig(attribute_loss="bce"))[1]
     assert not torch.isclose(focal["attr/video/entity"], bce["attr/video/entity"])
     torch.testing.assert_close(focal["rank/global"], bce["rank/global"])
 
@@ -228,11 +243,11 @@ def test_level_aware_negatives_change_only_the_attribute_levels_ranking():
         batch.text_targets[level][1, 0] = batch.video_targets[level][0, 0] = 1.0
     # summed over negatives, so the excluded one counts whether or not it is the hardest
     torch.manual_seed(1)
-    plain = build(loss=LossConfig(max_violation=False)).compute_loss(batch)[1]
+    plain = compute_loss(build(), batch, LossConfig(max_violation=False))[1]
     torch.manual_seed(1)
-    aware = build(
-        loss=LossConfig(level_aware_negatives=True, max_violation=False)
-    ).compute_loss(batch)[1]
+    aware = compute_loss(
+        build(), batch, LossConfig(level_aware_negatives=True, max_violation=False)
+    )[1]
     for name in ("rank/global", "rank/fused", "attr/text/entity", "kl/action"):
         torch.testing.assert_close(aware[name], plain[name])
     changed = [lv for lv in ATTRIBUTE_LEVELS if aware[f"rank/{lv}"] != plain[f"rank/{lv}"]]
@@ -257,12 +272,13 @@ def test_role_swap_negatives_rank_each_caption_above_its_swapped_reading():
     batch = with_role_swaps(make_batch(), rows=[0, 2, 5])
     torch.manual_seed(1)
     plain_model = build()
-    plain = plain_model.compute_loss(batch)[1]
+    plain = compute_loss(plain_model, batch)[1]
     assert "rank/role_swap" not in plain  # switched off by default
     torch.manual_seed(1)
-    model = build(loss=LossConfig(role_swap_negatives=True))
-    output = model(batch)
-    terms = model.loss_terms(output, batch)
+    model = build()
+    swap_loss = LossConfig(role_swap_negatives=True)
+    output = model(batch, role_swaps=True)
+    terms = loss_terms(model, batch, swap_loss, output)
     for name, value in plain.items():  # the other terms do not change
         torch.testing.assert_close(terms[name], value)
     # by hand: hinge on the mean fused score of (caption, own video) vs (swapped, own video)
@@ -276,14 +292,14 @@ def test_role_swap_negatives_rank_each_caption_above_its_swapped_reading():
     )
     video = {level: emb[rows] for level, emb in output.video.items()}
     swapped = model.fused_similarity(text, video).diagonal() / len(LEVELS)  # (3,)
-    own = output.fused[rows, rows] / len(LEVELS)  # (3,)
+    own = model.fused_similarity(output.text, output.video)[rows, rows] / len(LEVELS)  # (3,)
     expected = (LossConfig().margin - own + swapped).clamp(min=0).mean()
     torch.testing.assert_close(terms["rank/role_swap"], expected)
     terms["rank/role_swap"].backward()
     assert model.text.heads["relationship"].weight.grad.abs().sum() > 0
     # a batch without swappable captions has no such term
     batch.role_swaps = None
-    assert "rank/role_swap" not in model.compute_loss(batch)[1]
+    assert "rank/role_swap" not in compute_loss(model, batch, swap_loss)[1]
 
 
 def test_order_swap_negatives_rank_each_ordered_caption_above_its_reversed_reading():
@@ -292,12 +308,13 @@ def test_order_swap_negatives_rank_each_ordered_caption_above_its_reversed_readi
     batch.relation_orders[3] = torch.tensor([2, 1])  # "Y after X"
     batch.relation_orders[4] = torch.tensor([1, 0])  # one ordered event: nothing to reverse
     torch.manual_seed(1)
-    plain = build().compute_loss(batch)[1]
+    plain = compute_loss(build(), batch)[1]
     assert "rank/order_swap" not in plain  # switched off by default
     torch.manual_seed(1)
-    model = build(loss=LossConfig(order_swap_negatives=True))
-    output = model(batch)
-    terms = model.loss_terms(output, batch)
+    model = build()
+    swap_loss = LossConfig(order_swap_negatives=True)
+    output = model(batch, order_swaps=True)
+    terms = loss_terms(model, batch, swap_loss, output)
     for name, value in plain.items():  # the other terms do not change
         torch.testing.assert_close(terms[name], value)
     rows = torch.tensor([0, 3])
@@ -307,19 +324,20 @@ def test_order_swap_negatives_rank_each_ordered_caption_above_its_reversed_readi
         batch.role_masks[rows], None, torch.tensor([[2, 1], [1, 2]]),
     )["relationship"]
     swapped = (reversed_text * output.video["relationship"][rows]).sum(-1)  # (2,)
-    own = output.similarities["relationship"][rows, rows]  # (2,)
+    own = model.level_similarities(output.text, output.video)["relationship"][rows, rows]
     expected = (LossConfig().margin - own + swapped).clamp(min=0).mean()
     torch.testing.assert_close(terms["rank/order_swap"], expected)
     terms["rank/order_swap"].backward()
     assert model.text.order_embedding.weight.grad.abs().sum() > 0
     batch.relation_orders.zero_()  # no caption states an order: no such term
-    assert "rank/order_swap" not in model.compute_loss(batch)[1]
+    assert "rank/order_swap" not in compute_loss(model, batch, swap_loss)[1]
 
 
 def test_without_attribute_losses_there_is_no_projection():
-    model = build(loss=LossConfig(attribute_loss="none", kl=False))
+    loss = LossConfig(attribute_loss="none", kl=False)
+    model = build(loss=loss)
     assert model.attributes is None
-    total, terms = model.compute_loss(make_batch())
+    total, terms = compute_loss(model, make_batch(), loss)
     assert all(name.startswith("rank/") for name in terms)
     total.backward()
     assert all(p.grad is not None for p in model.parameters())
@@ -328,13 +346,13 @@ def test_without_attribute_losses_there_is_no_projection():
 def test_all_losses_off_is_an_error():
     off = LossConfig(ranking_per_level=False, ranking_fused=False, attribute_loss="none", kl=False)
     with pytest.raises(ValueError, match="every loss term is switched off"):
-        build(loss=off)
+        MCSANLoss(off, build(loss=off).level_weights)
 
 
 def test_a_term_reaches_only_its_own_level():
     model = build()
     batch = make_batch()
-    model.loss_terms(model(batch), batch)["rank/global"].backward()
+    loss_terms(model, batch)["rank/global"].backward()
     for level in ("entity", "action", "relationship"):
         assert model.video.heads[level].weight.grad is None
         assert model.text.pools[level].score.weight.grad is None
@@ -347,7 +365,7 @@ def test_caption_without_level_tokens_is_finite():
     for mask in [*batch.level_masks.values(), batch.role_masks]:
         mask[0] = False
         mask[3] = False
-    total, terms = model.compute_loss(batch)
+    total, terms = compute_loss(model, batch)
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
     total.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -382,7 +400,7 @@ def test_padding_frames_and_tokens_do_not_change_outputs():
 def test_region_features_feed_the_entity_branch():
     model = build(region_dim=10)
     batch = make_batch(regions=4)
-    total, _ = model.compute_loss(batch)
+    total, _ = compute_loss(model, batch)
     total.backward()
     assert model.video.region_norm.weight.grad.abs().sum() > 0
     assert model.video.entity_slots.key.weight.shape[1] == 10
@@ -423,18 +441,18 @@ def test_relationship_level_alone_learns_role_order():
     batch.role_masks = torch.eye(3, dtype=torch.bool)[None, None].repeat(8, 1, 1, 1)
     batch.video = batch.video + 0.1 * torch.randn(batch.video.shape, generator=g)
     torch.manual_seed(0)
-    model = build(
-        small_config(levels=["relationship"]), LossConfig(attribute_loss="none", kl=False)
-    )
+    loss = LossConfig(attribute_loss="none", kl=False)
+    model = build(small_config(levels=["relationship"]), loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
-        total, _ = model.compute_loss(batch)
+        total, _ = compute_loss(model, batch, loss)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        similarity = model(batch).similarities["relationship"]
+        out = model(batch)
+        similarity = model.level_similarities(out.text, out.video)["relationship"]
     assert (similarity.argmax(dim=1) == torch.arange(8)).all()
     assert (similarity.argmax(dim=0) == torch.arange(8)).all()
 
@@ -486,9 +504,9 @@ def test_bad_inputs_raise_clear_errors():
     batch = make_batch()
     batch.video_targets["entity"] = batch.video_targets["entity"][:, :5]
     with pytest.raises(ValueError, match="video entity targets have shape"):
-        model.compute_loss(batch)
+        compute_loss(model, batch)
     with pytest.raises(KeyError, match="no attribute vocabulary size"):
-        MCSAN(small_config(), LossConfig(), VIDEO_DIM, VOCAB_SIZE, {"entity": 3})
+        MCSAN(small_config(), VIDEO_DIM, VOCAB_SIZE, {"entity": 3})
     with pytest.raises(ValueError, match="level_weights are all zero"):
         build(small_config(levels=["global"], level_weights={"global": 0.0}))
 
@@ -500,7 +518,7 @@ def test_overfits_a_tiny_batch():
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(50):
-        total, _ = model.compute_loss(batch)
+        total, _ = compute_loss(model, batch)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -508,7 +526,8 @@ def test_overfits_a_tiny_batch():
     assert losses[-1] < 0.3 * losses[0], losses
     model.eval()
     with torch.no_grad():
-        fused = model(batch).fused
+        out = model(batch)
+        fused = model.fused_similarity(out.text, out.video)
     assert (fused.argmax(dim=1) == torch.arange(8)).all()
 
 
@@ -518,7 +537,7 @@ def test_same_seed_same_model_and_loss():
     def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         torch.manual_seed(seed)
         model = build(small_config(dropout=0.1))
-        total, _ = model.compute_loss(batch)
+        total, _ = compute_loss(model, batch)
         return total.detach(), torch.cat([p.detach().flatten() for p in model.parameters()])
 
     loss_a, params_a = run(7)
@@ -548,7 +567,7 @@ def test_load_glove_from_generated_file(tmp_path):
     torch.testing.assert_close(glove.vectors[4], torch.zeros(4))
     assert "4/7 words found" in glove.report(tokens) and "bird" in glove.report(tokens)
 
-    model = MCSAN(small_config(word_dim=4), LossConfig(), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
+    model = MCSAN(small_config(word_dim=4), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
     before = model.text.embedding.weight.detach().clone()
     assert model.text.load_word_vectors(glove) == 4
     table = model.text.embedding.weight.detach()
@@ -556,7 +575,7 @@ def test_load_glove_from_generated_file(tmp_path):
     torch.testing.assert_close(table[4], before[4])  # missing word keeps its random init
     torch.testing.assert_close(table[0], torch.zeros(4))  # padding stays zero
 
-    wrong_dim = MCSAN(small_config(), LossConfig(), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
+    wrong_dim = MCSAN(small_config(), VIDEO_DIM, len(tokens), ATTRIBUTE_SIZES)
     with pytest.raises(ValueError, match="set model.word_dim=4"):
         wrong_dim.text.load_word_vectors(glove)
 
@@ -625,7 +644,7 @@ def test_backbone_encoder_shapes_padding_and_role_order(backbone_model):
     assert swapped > 1e-3  # same words, other roles: another relationship embedding
 
     backbone_model.zero_grad()
-    total, _ = backbone_model.compute_loss(caption_batch(captions))
+    total, _ = compute_loss(backbone_model, caption_batch(captions))
     total.backward()
     assert [n for n, p in backbone_model.named_parameters() if p.grad is None] == []
 
@@ -665,7 +684,7 @@ def test_frozen_backbone_runs_each_caption_once_with_the_same_states():
     assert torch.all(states[0, 1:] == 0) and torch.all(states[2, 2:] == 0)
 
     model.zero_grad()
-    total, _ = model.compute_loss(batch)
+    total, _ = compute_loss(model, batch)
     total.backward()
     assert all(p.grad is None for p in text.backbone.parameters())
     assert text.backbone_proj.weight.grad is not None

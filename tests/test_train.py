@@ -93,8 +93,8 @@ def test_resume_continues_exactly(tiny_prepared, tmp_path, one_thread, monkeypat
 
     real_save = training._save
 
-    def save_then_crash(directory, *args, **kwargs):  # the process dies after epoch 1's save
-        real_save(directory, *args, **kwargs)
+    def save_then_crash(run, directory, *args, **kwargs):  # dies after epoch 1's save
+        real_save(run, directory, *args, **kwargs)
         if directory.name == "last":
             raise KeyboardInterrupt
 
@@ -190,7 +190,7 @@ def test_pretrained_backbone_trains_at_its_own_learning_rate():
         ],
     )
     sizes = {"entity": 3, "action": 3, "relationship": 3}
-    model = MCSAN(config.model, config.loss, 8, 20, sizes)
+    model = MCSAN(config.model, 8, 20, sizes)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr)
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 2e-5]
     backbone = {id(p) for p in model.text.backbone.parameters()}
@@ -204,7 +204,7 @@ def test_pretrained_backbone_trains_at_its_own_learning_rate():
     assert not any(p.requires_grad for p in model.text.backbone.parameters())
     config.train.backbone_lr = -1.0
     with pytest.raises(ValueError, match="backbone_lr"):
-        parameter_groups(MCSAN(config.model, config.loss, 8, 20, sizes), config)
+        parameter_groups(MCSAN(config.model, 8, 20, sizes), config)
 
 
 def test_relative_data_paths_are_stored_absolute_and_evaluate_from_elsewhere(

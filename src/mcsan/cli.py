@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved config as YAML (a file to start from) and exit")
+    train.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="train in N processes on this machine (torchrun: one per GPU, or "
+                            "gloo on the CPU); train.batch_size stays the global batch")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split")
@@ -294,8 +298,32 @@ def run_train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
+    if args.processes < 1:
+        raise ValueError(f"--processes {args.processes}: give 1 or more")
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args)
     result = train(config, resume=args.resume)
-    print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
+    return 0
+
+
+def launch_processes(args: argparse.Namespace) -> int:
+    """``mcsan train --processes N``: the same command in N processes under torchrun, on this
+    machine (``--standalone``: a free local port); its exit status."""
+    from torch.distributed.run import get_args_parser, run
+
+    command = ["train", *([f"--config={args.config}"] if args.config else []),
+               *(["--resume"] if args.resume else []), *args.overrides]
+    launcher = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={args.processes}", "-m", "mcsan", *command]
+    )
+    try:
+        run(launcher)
+    except Exception as error:  # torchrun's ChildFailedError: the failed process printed why
+        print(f"mcsan train: {type(error).__name__}: a training process failed (see its "
+              "output above)", file=sys.stderr)
+        return 1
     return 0
 
 

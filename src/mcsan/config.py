@@ -109,7 +109,12 @@ class LossConfig:
 class TrainConfig:
     out_dir: str = "runs/mcsan"
     epochs: int = 20
+    # the global batch of one optimizer step, whatever the number of processes: each of N
+    # processes (torchrun) takes batch_size / N pairs, and the loss sees all of them
     batch_size: int = 128
+    # split each process's share into this many micro-batches, run one after another: the same
+    # gradient as the whole batch at once (gradient cache), in the memory of one micro-batch
+    accumulate_steps: int = 1
     lr: float = 2e-4
     # learning rate of a pretrained text backbone (model.text_encoder=sentence_transformer);
     # a few 1e-5 keeps what it learned, 0 freezes it (each caption then goes through the
@@ -183,7 +188,8 @@ class Config:
             "model.num_entity_queries": 1, "model.num_action_queries": 1,
             "model.num_relationship_queries": 1, "data.max_frames": 1, "data.max_words": 1,
             "vocab.min_count": 1, "vocab.word_min_count": 1, "train.epochs": 1,
-            "train.batch_size": 2, "train.warmup_steps": 0, "train.eval_every": 1,
+            "train.batch_size": 2, "train.accumulate_steps": 1, "train.warmup_steps": 0,
+            "train.eval_every": 1,
             "eval.chunk_size": 1, "eval.batch_size": 1,
             **{f"vocab.top_k.{level}": 1 for level in self.vocab.top_k},
         }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mcsan.config import Config
 from mcsan.data.vocab import Vocabularies
+from mcsan.model.losses import MCSANLoss, uses_attribute_heads
 from mcsan.model.mcsan import MCSAN
 
 if TYPE_CHECKING:
@@ -22,11 +23,16 @@ def build_model(config: Config, vocabularies: Vocabularies | PreparedData, video
     """A fresh MCSAN sized for ``vocabularies`` and ``video_dim`` input features."""
     return MCSAN(
         config.model,
-        config.loss,
         video_dim=video_dim,
         vocab_size=len(vocabularies.words),
         attribute_sizes={level: len(vocab) for level, vocab in vocabularies.vocabs.items()},
+        attribute_heads=uses_attribute_heads(config.loss),
     )
+
+
+def build_loss(config: Config, model: MCSAN) -> MCSANLoss:
+    """The training loss for ``model`` as ``config.loss`` says."""
+    return MCSANLoss(config.loss, model.level_weights)
 
 
 def model_from_checkpoint(checkpoint: Checkpoint) -> tuple[MCSAN, Vocabularies]:

@@ -62,6 +62,9 @@ class Batch:
     # the captions that have a role-swapped reading (see ``role_swap``), for
     # loss.role_swap_negatives; None when no caption of the batch has one
     role_swaps: RoleSwaps | None = None
+    # (B,) int64 the video's index in its split (``collate_pairs``): equal rows show one video,
+    # and the numbers mean the same in every process of a distributed run
+    video_keys: torch.Tensor | None = None
 
     @property
     def positive_mask(self) -> torch.Tensor:
@@ -69,6 +72,23 @@ class Batch:
         index = {vid: i for i, vid in enumerate(dict.fromkeys(self.video_ids))}
         ids = torch.tensor([index[v] for v in self.video_ids])
         return ids[:, None] == ids[None, :]
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """The pairs ``start:stop`` as a batch of their own (a micro-batch, or one process's
+        share of a global batch); padding stays as wide as in the whole batch."""
+        swaps = self.role_swaps
+        if swaps is not None:
+            keep = (swaps.rows >= start) & (swaps.rows < stop)  # (S,)
+            kept = keep.nonzero().flatten().tolist()
+            swaps = None if not kept else RoleSwaps(
+                swaps.rows[keep] - start, swaps.words[keep], [swaps.tokens[i] for i in kept]
+            )
+        part = self._map(lambda t: t[start:stop], role_swaps=False)
+        part.role_swaps = swaps
+        part.tokens = self.tokens[start:stop]
+        part.video_ids = self.video_ids[start:stop]
+        part.caption_ids = self.caption_ids[start:stop]
+        return part
 
     def to(self, device: torch.device | str) -> Batch:
         """A copy on ``device``; from pinned memory (``pin_memory``) the copies to a GPU run
@@ -79,8 +99,10 @@ class Batch:
         """A copy in page-locked memory; a DataLoader with ``pin_memory=True`` calls this."""
         return self._map(torch.Tensor.pin_memory)
 
-    def _map(self, apply: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
-        """Every tensor through ``apply``; the token lists and ids as they are."""
+    def _map(self, apply: Callable[[torch.Tensor], torch.Tensor], role_swaps: bool = True
+             ) -> Batch:
+        """Every tensor through ``apply``; the token lists and ids as they are (with
+        ``role_swaps`` False the readings are left out)."""
 
         def each(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else apply(t)
@@ -100,8 +122,10 @@ class Batch:
             video_ids=self.video_ids,
             caption_ids=self.caption_ids,
             regions=each(self.regions),
-            role_swaps=None if swaps is None else RoleSwaps(each(swaps.rows), each(swaps.words),
-                                                            swaps.tokens),
+            role_swaps=None if swaps is None or not role_swaps else RoleSwaps(
+                each(swaps.rows), each(swaps.words), swaps.tokens
+            ),
+            video_keys=each(self.video_keys),
         )
 
 
@@ -208,7 +232,8 @@ class CaptionPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.captions[index]
-        item.update(self.videos[self.video_index[item["video_id"]]])
+        item["video_index"] = self.video_index[item["video_id"]]
+        item.update(self.videos[item["video_index"]])
         item["video_labels"] = self.video_labels[item["video_id"]]
         return item
 
@@ -442,4 +467,5 @@ def collate_pairs(
         video_ids=captions["video_ids"],
         caption_ids=captions["caption_ids"],
         role_swaps=collate_role_swaps(items, captions["words"].shape[1]) if role_swaps else None,
+        video_keys=torch.tensor([item["video_index"] for item in items], dtype=torch.long),
     )

@@ -5,7 +5,9 @@ a local sentence-transformers directory).
 """
 
 from mcsan.model.attributes import AttributeProjection
-from mcsan.model.mcsan import MCSAN, ModelOutput
+from mcsan.model.losses import MCSANLoss
+from mcsan.model.mcsan import MCSAN
+from mcsan.model.outputs import LossTargets, ModelOutput
 from mcsan.model.text import GloveVectors, TextEncoder, glove_dim, load_glove
 from mcsan.model.video import VideoEncoder
 
@@ -13,6 +15,8 @@ __all__ = [
     "MCSAN",
     "AttributeProjection",
     "GloveVectors",
+    "LossTargets",
+    "MCSANLoss",
     "ModelOutput",
     "TextEncoder",
     "VideoEncoder",

@@ -1,4 +1,26 @@
-"""Losses of MCSAN: bidirectional hinge ranking, focal / plain BCE on attributes, attribute KL.
+"""Losses of MCSAN: bidirectional hinge ranking, focal / plain BCE on attributes, attribute KL,
+and :class:`MCSANLoss`, which combines them as ``LossConfig`` says:
+
+    rank/<level>            bidirectional hinge with hardest negatives on cos_l (with
+                            loss.level_aware_negatives, not against videos that have every
+                            attribute the caption names at that level)
+    rank/fused              the same on the mean fused score s / sum_l w_l, s = sum_l w_l cos_l
+    rank/role_swap          with loss.role_swap_negatives: hinge [margin - s(v, t) + s(v, t~)]_+
+                            on the mean fused score, t~ the caption with subject and object
+                            exchanged (``batches.role_swap``), v its own video
+    rank/order_swap         with loss.order_swap_negatives: the same hinge on the relationship
+                            cosine, t~ the caption with its events' order reversed ("X and then
+                            Y" read as "Y and then X"), for captions that state an order
+    attr/video/<level>      focal (or plain) BCE of the video's attribute logits vs the union of
+                            its captions' attributes
+    attr/text/<level>       the same for the caption against its own attributes
+    kl/<level>              KL between the video's and the caption's attribute distributions
+
+    total = sum rank + attribute_weight * sum attr + kl_weight * sum kl
+
+The loss reads the rows of a :class:`~mcsan.model.outputs.ModelOutput` and makes every score
+between captions and videos itself, so the rows of several micro-batches or processes,
+concatenated, give the loss of the whole batch.
 
 Choices made here (the paper's abstract names the losses, not their exact form):
 
@@ -23,6 +45,135 @@ from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+from mcsan.config import LossConfig
+from mcsan.model.outputs import LossTargets, ModelOutput
+
+
+def uses_attribute_heads(config: LossConfig) -> bool:
+    """Whether the loss reads attribute logits (the model then needs its attribute projection)."""
+    return config.attribute_loss != "none" or config.kl
+
+
+class MCSANLoss:
+    """The training loss of MCSAN, from ``LossConfig`` and the model's fusion weights."""
+
+    def __init__(self, config: LossConfig, level_weights: dict[str, float]) -> None:
+        if config.attribute_loss not in ("focal", "bce", "none"):
+            raise ValueError(
+                f"loss.attribute_loss={config.attribute_loss!r}; choose focal, bce or none"
+            )
+        has_attributes = uses_attribute_heads(config) and set(level_weights) - {"global"}
+        if not (config.ranking_per_level or config.ranking_fused or has_attributes):
+            raise ValueError(
+                "every loss term is switched off for these levels; turn on loss.ranking_per_level, "
+                "loss.ranking_fused, loss.attribute_loss or loss.kl"
+            )
+        self.config = config
+        self.level_weights = level_weights  # active level -> w_l, in LEVELS order
+        self.total_weight = sum(level_weights.values())
+
+    @property
+    def swapped_readings(self) -> dict[str, bool]:
+        """What ``MCSAN.forward`` must score besides the batch itself for this loss."""
+        return {"role_swaps": self.config.role_swap_negatives,
+                "order_swaps": self.config.order_swap_negatives}
+
+    def __call__(
+        self, output: ModelOutput, targets: LossTargets, hardest_negatives: bool | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total and the unweighted terms (detached)."""
+        terms = self.terms(output, targets, hardest_negatives)
+        weights = {"rank": 1.0, "attr": self.config.attribute_weight, "kl": self.config.kl_weight}
+        total = sum(weights[name.split("/")[0]] * value for name, value in terms.items())
+        return total, {name: value.detach() for name, value in terms.items()}
+
+    def terms(
+        self, output: ModelOutput, targets: LossTargets, hardest_negatives: bool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every active term, unweighted, each a scalar that still carries its graph.
+        ``hardest_negatives`` overrides ``loss.max_violation`` (the trainer's warm-up)."""
+        lc = self.config
+        hardest = lc.max_violation if hardest_negatives is None else hardest_negatives
+        terms: dict[str, torch.Tensor] = {}
+        positives = targets.positive_mask  # (B, B)
+        similarities = {  # level -> (B_t, B_v) cosine
+            level: output.text[level] @ output.video[level].T for level in self.level_weights
+        }
+        if lc.ranking_per_level:
+            for level, similarity in similarities.items():
+                not_negative = None  # (B_t, B_v) or None: global has no attributes
+                if lc.level_aware_negatives and level in targets.text_targets:
+                    not_negative = same_at_level(
+                        targets.text_targets[level], targets.video_targets[level]
+                    )
+                terms[f"rank/{level}"] = ranking_loss(
+                    similarity, positives, lc.margin, hardest, not_negative
+                )
+        if lc.ranking_fused:
+            mean_score = self._fused(similarities) / self.total_weight  # (B_t, B_v)
+            terms["rank/fused"] = ranking_loss(mean_score, positives, lc.margin, hardest)
+        if output.role_swap is not None and output.role_swap.present.any():
+            own = self._fused({  # (B,) caption i with video i
+                level: (output.text[level] * output.video[level]).sum(-1)
+                for level in self.level_weights
+            })
+            terms["rank/role_swap"] = swap_hinge(
+                own / self.total_weight, output.role_swap.score / self.total_weight,
+                output.role_swap.present, lc.margin,
+            )
+        if output.order_swap is not None and output.order_swap.present.any():
+            own = (output.text["relationship"] * output.video["relationship"]).sum(-1)  # (B,)
+            terms["rank/order_swap"] = swap_hinge(
+                own, output.order_swap.score, output.order_swap.present, lc.margin
+            )
+        for level in output.video_attributes:
+            video_logits = output.video_attributes[level]  # (B, V)
+            text_logits = output.text_attributes[level]  # (B, V)
+            if lc.attribute_loss != "none":
+                for modality, logits, labelled in (
+                    ("video", video_logits, targets.video_targets),
+                    ("text", text_logits, targets.text_targets),
+                ):
+                    target = _checked_target(labelled, level, modality, logits)
+                    terms[f"attr/{modality}/{level}"] = self._attribute_loss(logits, target)
+            if lc.kl:
+                terms[f"kl/{level}"] = attribute_kl(video_logits, text_logits)
+        return terms
+
+    def _fused(self, similarities: dict[str, torch.Tensor]) -> torch.Tensor:
+        # level -> any shape -> the same shape, sum_l w_l sim_l
+        return sum(self.level_weights[level] * similarities[level] for level in self.level_weights)
+
+    def _attribute_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # logits (B, V), targets (B, V) multi-hot -> scalar
+        if self.config.attribute_loss == "focal":
+            return focal_bce(logits, targets, self.config.focal_alpha, self.config.focal_gamma)
+        return plain_bce(logits, targets)
+
+
+def swap_hinge(
+    own: torch.Tensor, swapped: torch.Tensor, present: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """Mean over the rows with a swapped reading of ``[margin - own + swapped]_+``: each caption
+    scored with its own video above its swapped reading. own, swapped (B,), present (B,) bool."""
+    return (margin - own[present] + swapped[present]).clamp(min=0).mean()
+
+
+def _checked_target(
+    targets: dict[str, torch.Tensor], level: str, modality: str, logits: torch.Tensor
+) -> torch.Tensor:
+    # -> (B, V) float targets on the logits' device
+    if level not in targets:
+        raise KeyError(f"the batch has no {modality} attribute targets for level {level!r}")
+    target = targets[level]
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"{modality} {level} targets have shape {tuple(target.shape)} but the model "
+            f"predicts {tuple(logits.shape)}; the attribute vocabulary differs from the one "
+            "the model was built with"
+        )
+    return target.to(device=logits.device, dtype=logits.dtype)
 
 
 def ranking_loss(

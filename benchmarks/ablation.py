@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mcsan.calibrate import calibrate_checkpoint
 from mcsan.config import Config, apply_overrides
 from mcsan.data.dataset import Dataset
 from mcsan.data.layouts import read_dataset
@@ -239,6 +240,11 @@ def run(
             started = time.perf_counter()
             resumed = resume and (Path(config.train.out_dir) / "last").is_dir()
             result = train(config, resume=resumed, progress=False)
+            calibration = None
+            if config.train.calibrate_fusion:
+                calibration = calibrate_checkpoint(result.best_dir, dataset=dataset,
+                                                   prepared=prepared, device=config.train.device,
+                                                   progress=False)
             device = resolve_device(config.train.device)
             model, config = load_trained(result.best_dir, prepared, device)
             encoded = encode_split(model, dataset["test"], prepared, config, device,
@@ -249,15 +255,15 @@ def run(
             row = {
                 "seed": seed,
                 # with calibrated fusion weights: validation rsum with the weights chosen on it
-                "val_rsum": result.calibration.rsum if result.calibration else result.best_rsum,
+                "val_rsum": calibration.rsum if calibration else result.best_rsum,
                 **results["fused"],
                 **twin_accuracies(model, encoded, meta),
                 **{f"val_{k}": v for k, v in twin_accuracies(model, validation, meta).items()},
                 "train_seconds": time.perf_counter() - started,
                 "device": device_label(device),
             }
-            if result.calibration:
-                row["fusion_weights"] = result.calibration.weights
+            if calibration:
+                row["fusion_weights"] = calibration.weights
                 row["val_rsum_trained_weights"] = result.best_rsum
             if resumed:  # train_seconds is then the time of this call only
                 row["resumed"] = True

@@ -16,9 +16,14 @@ model waiting when ``train.num_workers=0``; the fed steps measure whether worker
     .venv/bin/python benchmarks/loader_speed.py --preset small --synth-set feature_dim=2048 \\
         --tag 2048d                                                    # MSR-VTT feature size
     .venv/bin/python benchmarks/loader_speed.py --prepared DIR         # reuse a prepared dir
+    .venv/bin/python benchmarks/loader_speed.py --preset msrvtt --synth-set feature_dim=2048 \
+        --set model.embed_dim=512 model.hidden_dim=512 model.word_dim=300 --tag msrvtt
+                              # MSR-VTT's size: a 1.6 GB feature file, the default model size
     python benchmarks/loader_speed.py --device cuda --fed-steps 30 --workers 0 2 4 8 --threads 4
 
-Writes benchmarks/results/loader_speed[-TAG].json.
+Writes benchmarks/results/loader_speed[-TAG].json, with the peak resident memory of the
+process (and of its loader workers) beside the size of the feature file: the loader reads
+each pair's frames from the file when the batch needs them, never the whole file.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -133,12 +139,19 @@ def time_fed_steps(pairs, config: Config, sizes: dict[str, int], prepared, steps
             "samples_per_s": round(config.train.batch_size / seconds, 1)}
 
 
+def peak_rss_gb(who: int) -> float:
+    """Peak resident memory in GB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(who).ru_maxrss * 1024 / 1e9, 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--synth-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="synthetic-benchmark settings (e.g. feature_dim=2048)")
     parser.add_argument("--prepared", type=Path, help="reuse this prepared directory")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides after the demo's (e.g. model.embed_dim=512)")
     parser.add_argument("--work", type=Path, default=Path("runs/loader_speed"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batches", type=int, default=40, help="timed batches per pass")
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     write_synth(data_root, synth_config(args.preset, args.synth_set, seed=0), overwrite=True,
                 progress=False)
     dataset = read_dataset(data_root, progress=False)
-    config = apply_overrides(Config(), DEMO_OVERRIDES)
+    config = apply_overrides(Config(), [*DEMO_OVERRIDES, *args.set])
     if args.batch_size:
         config.train.batch_size = args.batch_size
     config.train.amp = args.amp
@@ -213,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         "amp": args.amp,
         "model_step": step,
         "fed_steps": fed,
+        "feature_files_gb": round(sum(f.stat().st_size for f in data_root.rglob("*.hdf5")) / 1e9, 3),
+        "peak_rss_gb": {"this_process": peak_rss_gb(resource.RUSAGE_SELF),
+                        "largest_loader_worker": peak_rss_gb(resource.RUSAGE_CHILDREN)},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "torch_threads": args.threads, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
@@ -220,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"loader_speed-{args.tag}.json" if args.tag else "loader_speed.json"
     out = args.out or Path(__file__).parent / "results" / name
     out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"feature files {report['feature_files_gb']} GB; peak RSS {report['peak_rss_gb']}")
     print(f"wrote {out}")
     return 0
 

@@ -101,12 +101,14 @@ def profile(model, optimizer, scaler, batch: Batch, device: torch.device) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    global EMBED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
-    parser.add_argument("--embed", type=int, default=EMBED, help="embedding and hidden size")
+    parser.add_argument("--embed", type=int, default=ModelConfig().embed_dim,
+                        help="embedding and hidden size")
     parser.add_argument("--profile", action="store_true",
                         help="also profile 2 steps of the full model: the 25 costliest ops")
     parser.add_argument("--out", type=Path)
@@ -115,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--amp is for CUDA (mcsan train uses it there only)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    global EMBED
     EMBED = args.embed
     device = torch.device(args.device)
     batch = random_batch(device)

@@ -19,12 +19,10 @@ from mcsan.calibrate import (
 )
 from mcsan.checkpoint import load_checkpoint, read_checkpoint_note, update_checkpoint
 from mcsan.cli import main
-from mcsan.config import Config
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.evaluate import EncodedSplit, evaluate_checkpoint, load_trained
 from mcsan.metrics import retrieval_metrics
-from mcsan.train import train
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -164,18 +162,18 @@ def test_update_checkpoint_refuses_to_overwrite_its_own_files(checkpoint_copy):
 
 
 def test_resuming_a_finished_run_with_calibration_calibrates_its_best(tiny_checkpoint, tmp_path,
-                                                                     one_thread):
+                                                                     one_thread, capsys):
     run_dir = shutil.copytree(tiny_checkpoint.run_dir, tmp_path / "run")
-    config = Config.load(run_dir / "config.json")
-    config.train.out_dir, config.train.calibrate_fusion = str(run_dir), True
     before = load_checkpoint(run_dir / "last").model_state
-    result = train(config, resume=True, progress=False)
-    assert result.history == tiny_checkpoint.history  # no epoch trained again
-    assert result.calibration is not None
-    assert read_checkpoint_note(run_dir / "best", CALIBRATION_FILE)["weights"] == (
-        result.calibration.weights)
+    assert read_checkpoint_note(run_dir / "best", CALIBRATION_FILE) is None
+    code = main(["train", "--config", str(run_dir / "config.json"), "--resume",
+                 f"train.out_dir={run_dir}", "train.calibrate_fusion=true"])
+    assert code == 0
+    note = read_checkpoint_note(run_dir / "best", CALIBRATION_FILE)
+    assert note is not None and str(round(note["rsum"], 2)) in capsys.readouterr().out
+    assert load_checkpoint(run_dir / "best").config.model.level_weights == note["weights"]
     after = load_checkpoint(run_dir / "last").model_state
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no epoch trained again
 
 
 def test_command_line(checkpoint_copy, tmp_path, capsys, one_thread):

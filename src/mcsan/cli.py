@@ -303,8 +303,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch_processes(args)
     result = train(config, resume=args.resume)
-    if os.environ.get("RANK", "0") == "0":
-        print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
+    if os.environ.get("RANK", "0") != "0":  # one of several processes: the first one reports
+        return 0
+    print(f"best validation rsum {result.best_rsum:.2f}; checkpoints in {result.run_dir}")
+    if config.train.calibrate_fusion:  # also after a resumed run that had nothing left to train
+        from mcsan.calibrate import calibrate_checkpoint
+
+        print(calibrate_checkpoint(result.best_dir, device=config.train.device).describe())
     return 0
 
 

@@ -137,8 +137,8 @@ class TrainConfig:
     neighbour_batches: bool = False  # pair each caption with one of its nearest-neighbour video
     threads: int = 0  # CPU threads for torch; 0 = one per idle core, or OMP_NUM_THREADS if set
     eval_every: int = 1  # epochs between validation runs
-    # after training, choose the best checkpoint's fusion weights w_l on the validation split
-    # from a grid (mcsan.calibrate; `mcsan calibrate` does it for any checkpoint). Off by
+    # `mcsan train`, after training: choose the best checkpoint's fusion weights w_l on the
+    # validation split from a grid (`mcsan calibrate` does it for any checkpoint). Off by
     # default: the gain depends on the data (README, "Results")
     calibrate_fusion: bool = False
 

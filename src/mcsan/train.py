@@ -8,9 +8,8 @@ Every run directory holds the resolved ``config.json``, ``run_info.json`` (seed,
 effective batch and its split, the learning-rate rule), ``log.csv`` (per epoch: the mean of each loss term, the gradient norm
 before clipping and the share of steps clipped, validation rsum), TensorBoard events,
 ``curves.png``, and two checkpoints: ``best`` (by validation rsum) and ``last`` (for
-``--resume``). With ``train.calibrate_fusion`` the ``best`` checkpoint's fusion weights are
-then chosen on the validation split (``mcsan.calibrate``); resuming a finished run with it on
-calibrates that run's ``best`` without training further.
+``--resume``). ``train.calibrate_fusion`` is acted on by whoever trains (``mcsan train``,
+the ablation): after training they choose ``best``'s fusion weights with ``mcsan.calibrate``.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm import tqdm
 
 from mcsan import __version__
-from mcsan.calibrate import FusionCalibration, calibrate_checkpoint
 from mcsan.checkpoint import (
     capture_rng_state,
     check_compatible,
@@ -86,7 +84,6 @@ class TrainResult:
     last_dir: Path
     best_rsum: float  # validation rsum of ``best`` with the trained fusion weights
     history: list[dict]
-    calibration: FusionCalibration | None = None  # with train.calibrate_fusion
 
 
 def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
@@ -209,19 +206,11 @@ def train(config: Config, *, resume: bool = False, progress: bool = True) -> Tra
                 _validate_and_save(run, record, progress)
             run.state.epoch = epoch + 1
             barrier(processes)  # the others wait while the main process validates and saves
-        calibration = None
         if processes.is_main:
             run.writer.close()
             plot_curves(run.state.history, run.run_dir / "curves.png")
-            if run.config.train.calibrate_fusion:
-                calibration = calibrate_checkpoint(
-                    run.best_dir, dataset=run.dataset, prepared=run.prepared,
-                    device=run.config.train.device, progress=progress,
-                )
-                if progress:
-                    tqdm.write(calibration.describe())
         return TrainResult(run.run_dir, run.best_dir, run.last_dir, run.state.best_rsum,
-                           run.state.history, calibration)
+                           run.state.history)
     finally:
         leave(processes)
 

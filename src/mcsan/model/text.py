@@ -36,7 +36,7 @@ from torch import nn
 from mcsan import LEVELS
 from mcsan.config import ModelConfig
 from mcsan.data.vocab import WORD_PAD
-from mcsan.model.video import AttentionPool, TripleEncoder
+from mcsan.model.blocks import AttentionPool, TripleEncoder
 
 # Event orders the text side tells apart: 1, 2, 3 and "4 or later" (0: none stated).
 MAX_EVENT_ORDER = 4

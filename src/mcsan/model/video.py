@@ -33,6 +33,7 @@ from torch import nn
 
 from mcsan import LEVELS
 from mcsan.config import ModelConfig
+from mcsan.model.blocks import AttentionPool, TripleEncoder
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -50,22 +51,6 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
 def attention_heads(dim: int) -> int:
     """The largest of 8, 4, 2, 1 heads that divides ``dim``."""
     return next(h for h in (8, 4, 2, 1) if dim % h == 0)
-
-
-class AttentionPool(nn.Module):
-    """Weighted mean of tokens with learned scores (also used by the text side)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(dim, 1, bias=False)  # a bias would cancel in the softmax
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        # tokens (B, N, H), mask (B, N) bool with at least one True per row -> (B, H)
-        scores = self.score(tokens).squeeze(-1)  # (B, N)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = scores.softmax(dim=-1)  # (B, N)
-        return torch.einsum("bn,bnh->bh", weights, tokens)
 
 
 class SlotAttention(nn.Module):
@@ -104,25 +89,6 @@ class SlotAttention(nn.Module):
         slots = self.out_norm(slots + self.mlp(self.norm(slots)))  # (B, K, H)
         slot_times = weights @ times.expand(tokens.shape[0], -1, -1)  # (B, K, H)
         return slots, slot_times
-
-
-class TripleEncoder(nn.Module):
-    """(subject, predicate, object) states -> one relationship state per triple.
-
-    The three are concatenated in role order before the MLP, so swapping subject and object
-    changes the result (a sum or a pooling would not).
-    """
-
-    def __init__(self, dim: int, dropout: float) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(3 * dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
-        )
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, roles: torch.Tensor) -> torch.Tensor:
-        # roles (B, K, 3, H) in subject, predicate, object order -> triples (B, K, H)
-        return self.norm(self.mlp(roles.flatten(-2)))
 
 
 class MotionEncoder(nn.Module):

@@ -475,6 +475,37 @@ def test_kill_9_mid_run_then_resume_gives_a_clean_run_and_keeps_stored_files(
     assert file_state(out / ".tiny.segments" / "0.hdf5") == first
 
 
+def test_command_line_exits_with_1_when_a_video_failed_and_the_report_keeps_failures(
+    library, tmp_path, monkeypatch, capsys, one_thread
+):
+    monkeypatch.setattr("mcsan.extract.build_backbone", lambda *arguments, **options: TinyBackbone())
+    flaky = tmp_path / "flaky.mp4"
+    flaky.write_text("not a video yet\n")
+    out = tmp_path / "out"
+    command = ["extract", "--out", str(out), "--random-weights", "--max-frames", "2",
+               "--workers", "0", "--threads", "1", "--quiet"]
+
+    def report() -> tuple[dict[str, str], list[str], dict[str, int]]:
+        found = json.loads((out / "tiny.failures.json").read_text())
+        failed = {item["video_id"]: item["reason"] for item in found["failed"]}
+        return failed, [item["video_id"] for item in found["notes"]], found["videos"]
+
+    first = [library / "video0.mp4", library / "video5.mkv", library / "song.mkv", flaky]
+    assert cli.main([*command, *map(str, first)]) == 1
+    assert "2 failed" in capsys.readouterr().out
+    assert cli.main([*command, str(library / "video0.mp4"), str(flaky)]) == 1
+    assert cli.main([*command, "--allow-failures", str(library / "video0.mp4"), str(flaky)]) == 0
+    failed, notes, counts = report()  # song.mkv was not tried again: its failure stays
+    assert sorted(failed) == ["flaky", "song"] and "no video stream" in failed["song"]
+    assert notes == ["video5"] and counts == {"extracted": 0, "skipped_as_done": 1, "failed": 1}
+
+    write_video(flaky, "libx264", 48, 36, 6)  # the file is mended: it leaves the report
+    assert cli.main([*command, str(flaky)]) == 0
+    failed, notes, counts = report()
+    assert list(failed) == ["song"] and notes == ["video5"] and counts["extracted"] == 1
+    # with nothing extracted at all, failures are not allowed
+    assert cli.main([*command, "--allow-failures", str(library / "notes.mp4")]) == 1
+
 def test_worker_processes_give_the_same_features(library, reference, tmp_path):
     summary = extract(library, tmp_path / "out", workers=2)
     assert sorted(summary.extracted) == GOOD and len(summary.failed) == 3
@@ -597,6 +628,7 @@ def test_command_line_extracts_with_resnet50_and_the_output_trains(
         "--dataset",
         str(annotation),
         "--quiet",
+        "--allow-failures",  # song.mkv fails
     ]
     assert cli.main(arguments) == 0
     printed = capsys.readouterr().out

@@ -23,8 +23,10 @@ Output, in ``out``:
     system without them). A segment is never written again once finished, so adding videos
     never rewrites the features already there.
 ``<feature>.failures.json``
-    the failure report of the last run: every file that gave no features and why, the notes
-    on files that gave features with something odd (a truncated file), and the recipe.
+    every video whose last try gave no features, from every run, and why (``when`` it was
+    tried; a video leaves the list once it gives features), the notes on videos that gave
+    features with something odd (a truncated file), the counts of the last run, and the
+    recipe.
 ``hgr/`` or ``bigfile/`` (``layout="hgr"`` / ``"bigfile"``)
     a complete dataset in that layout, its splits and captions taken from the annotation at
     ``dataset_root`` (any layout :func:`~mcsan.data.layouts.read_dataset` reads), its features
@@ -234,10 +236,12 @@ def extract_features(
     parts = _Parts(out / f".{feature_name}.parts")
     device = resolve_device(str(device))
     recipe = _recipe(backbone, frame_sampling, weights_label)
+    report_path = out / f"{feature_name}.failures.json"
+    earlier = _earlier_report(report_path)
     done = _done_videos(store, parts, recipe)
     summary = ExtractionSummary(
         features_path=store.path,
-        report_path=out / f"{feature_name}.failures.json",
+        report_path=report_path,
         layout_path=None,
         skipped=[video.video_id for video in video_files if video.video_id in done],
         ignored_files=ignored,
@@ -265,7 +269,7 @@ def extract_features(
         bar.close()
         summary.seconds = time.perf_counter() - started
         store.add(parts, recipe)
-        _write_report(summary, recipe)
+        _write_report(summary, recipe, earlier, done)
     if layout != "hdf5":
         summary.layout_path = _write_layout(
             layout,
@@ -658,20 +662,46 @@ def _done_videos(store: _FeatureFile, parts: _Parts, recipe: dict) -> set[str]:
     return set(stored) | set(parts.files())
 
 
-def _write_report(summary: ExtractionSummary, recipe: dict) -> None:
+def _earlier_report(path: Path) -> dict:
+    """The failure report of earlier runs ({} if none); raises on a file that is not one."""
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        report = error
+    if not isinstance(report, dict) or "failed" not in report:
+        raise ValueError(
+            f"{path} is not a failure report of mcsan extract, so it cannot be added to. Fix: "
+            "move it away, or choose another --out or --feature-name"
+        )
+    return report
+
+
+def _write_report(summary: ExtractionSummary, recipe: dict, earlier: dict, done: set[str]) -> None:
+    """The report of every run so far: a video's last failure stays until it gives features;
+    ``done`` holds the videos stored before this run."""
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stored = done | set(summary.extracted)
+    failed = {item["video_id"]: item for item in earlier.get("failed", [])}
+    failed |= {failure.video_id: asdict(failure) | {"when": finished} for failure in summary.failed}
+    notes = {item["video_id"]: item["notes"] for item in earlier.get("notes", [])}
+    notes |= summary.notes
     report = {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": finished,
         "features": str(summary.features_path),
-        "videos": {
+        "videos": {  # this run
             "extracted": len(summary.extracted),
             "skipped_as_done": len(summary.skipped),
             "failed": len(summary.failed),
         },
-        "failed": [asdict(failure) for failure in summary.failed],
+        "failed": [item for video_id, item in sorted(failed.items()) if video_id not in stored],
         "notes": [
-            {"video_id": video_id, "notes": notes} for video_id, notes in summary.notes.items()
+            {"video_id": video_id, "notes": notes[video_id]}
+            for video_id in sorted(notes)
+            if video_id in stored
         ],
-        "frames": summary.frames,
+        "frames": summary.frames,  # this run
         "recipe": recipe,
     }
     replace_json(summary.report_path, report)

@@ -475,6 +475,21 @@ def test_kill_9_mid_run_then_resume_gives_a_clean_run_and_keeps_stored_files(
     assert file_state(out / ".tiny.segments" / "0.hdf5") == first
 
 
+def test_ctrl_c_stores_the_finished_videos_and_ends_with_one_line(library, tmp_path):
+    out = tmp_path / "out"
+    process = start_tiny_cli(library, out, start_new_session=True)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    printed, errors = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert errors.strip().splitlines() == [
+        f"mcsan extract: interrupted; every finished video is kept under {out}; run the same "
+        "command again to extract the rest"
+    ]
+    assert printed == ""
+    assert 1 <= len(read_features(out / "tiny.hdf5")) < len(GOOD)
+    assert not (out / ".tiny.parts").exists()
+
+
 def test_command_line_exits_with_1_when_a_video_failed_and_the_report_keeps_failures(
     library, tmp_path, monkeypatch, capsys, one_thread
 ):

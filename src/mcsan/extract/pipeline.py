@@ -10,7 +10,8 @@ Output, in ``out``:
 
 ``<feature>.hdf5``
     one ``(frames, dim)`` float32 dataset per video, keyed by video id, with attributes
-    ``timestamps`` (seconds of each frame), ``source`` (the file) and ``decoded_frames``; the
+    ``timestamps`` (seconds of each frame), ``source`` (the file) and ``decoded_frames``
+    (frames decoded to find them: fewer than the video has where seeking paid); the
     file attribute ``mcsan_extract_recipe`` (JSON) holds how the features were made (backbone,
     weights fingerprint, preprocessing, sampling, library versions). This is the
     ``features/<ft>.hdf5`` file that the MSR-VTT and VATEX readers read: point ``out`` at

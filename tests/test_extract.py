@@ -555,6 +555,10 @@ def test_other_sampling_or_backbone_is_refused_on_existing_output(reference, lib
     (out / "tiny.hdf5").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot be read as HDF5.*delete it"):
         extract(library, out)
+    (out / "tiny.failures.json").write_text("my own notes\n")  # never overwritten
+    with pytest.raises(ValueError, match="not a failure report of mcsan extract"):
+        extract(library, out)
+    assert (out / "tiny.failures.json").read_text() == "my own notes\n"
 
 
 def test_duplicate_ids_and_empty_inputs_are_errors(library, tmp_path):

@@ -669,8 +669,8 @@ def _earlier_report(path: Path) -> dict:
         return {}
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        report = error
+    except (OSError, ValueError):
+        report = None
     if not isinstance(report, dict) or "failed" not in report:
         raise ValueError(
             f"{path} is not a failure report of mcsan extract, so it cannot be added to. Fix: "

@@ -13,13 +13,22 @@ frames per video sampled uniformly, batches of 32. Timed:
                   the batches ``extract`` uses; measured before and after the end-to-end run
                   (the machine's load drifts) and averaged.
 * ``end_to_end``  ``extract_features`` with ``--workers`` decoding processes, from the call
-                  to its return (weights fingerprint, decoding, model, HDF5 writing and the
-                  final merge included). Goal: at least 70 % of the model-only frames/s.
+                  to its return (weights fingerprint, decoding, model, HDF5 writing and
+                  adding the videos to the output included). Goal: at least 70 % of the
+                  model-only frames/s.
+
+``--long`` times only decoding, of one long video (``--long-seconds``, default 120 s, at the
+same size and rate) for each keyframe interval of ``--gops`` (250 frames is x264's default,
+50 is 2 s) and a few samplings: once decoding every frame (seeking switched off, as before
+seeking was added) and once as ``decode_video`` chooses (seeking where it pays). Each is
+timed twice and the faster kept.
 
     .venv/bin/python benchmarks/extract.py [--videos 16] [--threads N] [--workers 1]
     .venv/bin/python benchmarks/extract.py --quick     # 4 videos of 2 s: a smoke test
+    .venv/bin/python benchmarks/extract.py --long      # seeking in a long video
 
-Writes benchmarks/results/extract.json (``--out`` to change), with the command line.
+Writes benchmarks/results/extract.json, or extract_long.json with ``--long`` (``--out`` to
+change), with the command line.
 """
 
 from __future__ import annotations
@@ -37,11 +46,17 @@ import av
 import numpy as np
 import torch
 
-from mcsan.extract import build_backbone, decode_video, extract_features
+from mcsan.extract import build_backbone, decode, decode_video, extract_features
 from mcsan.extract.decode import FrameSampling
 from mcsan.extract.pipeline import embed_frames
 
 GOAL = 0.70  # end to end / model only
+RESULTS = Path(__file__).parent / "results"
+LONG_SAMPLINGS = {  # name -> sampling, for --long
+    "uniform, 32 frames (the default)": FrameSampling("uniform", 32),
+    "1 frame every 5 s": FrameSampling("fps", 10_000, fps=0.2),
+    "1 frame a second": FrameSampling("fps", 10_000, fps=1.0),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,23 +74,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="4 videos of 2 s")
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "extract.json"
-    )
+    parser.add_argument("--long", action="store_true", help="only decoding, of a long video")
+    parser.add_argument("--long-seconds", type=float, default=120.0)
+    parser.add_argument("--gops", type=int, nargs="+", default=[250, 50],
+                        help="keyframe intervals (frames) of the long videos")
+    parser.add_argument("--out", type=Path, help="the results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.videos, args.seconds = 4, 2.0
+    args.out = args.out or RESULTS / ("extract_long.json" if args.long else "extract.json")
     return args
 
 
-def write_video(path: Path, args: argparse.Namespace, seed: int) -> Path:
-    """H.264 video of a drifting gradient, a moving square and pixel noise."""
+def write_video(
+    path: Path, args: argparse.Namespace, seed: int, seconds: float | None = None,
+    gop: int | None = None,
+) -> Path:
+    """H.264 video of a drifting gradient, a moving square and pixel noise; ``gop``: frames
+    from one keyframe to the next at most (None: x264's default, 250)."""
     rng = np.random.default_rng(seed)
     rows, columns = np.mgrid[0 : args.height, 0 : args.width]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=args.rate, options={"preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = args.width, args.height, "yuv420p"
-        for index in range(round(args.seconds * args.rate)):
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        for index in range(round((seconds or args.seconds) * args.rate)):
             image = np.empty((args.height, args.width, 3), np.uint8)
             image[..., 0] = (columns + 3 * index + seed * 40) % 256
             image[..., 1] = (rows + 2 * index) % 256
@@ -158,14 +182,52 @@ def time_end_to_end(backbone, video_dir: Path, work: Path, args: argparse.Namesp
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    backbone = build_backbone(args.backbone, args.weights, random_init=args.weights is None)
-    backbone = backbone.to(args.device)
-    machine = {
+def time_long_videos(args: argparse.Namespace) -> dict:
+    """Decoding a long video without and with seeking, per keyframe interval and sampling."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mcsan-extract-long-") as temporary:
+        for gop in args.gops:
+            started = time.perf_counter()
+            path = write_video(Path(temporary) / f"long-{gop}.mp4", args, 0, args.long_seconds, gop)
+            print(f"wrote a {args.long_seconds:.0f} s video, a keyframe every {gop} frames at "
+                  f"most, in {time.perf_counter() - started:.1f} s")
+            for name, sampling in LONG_SAMPLINGS.items():
+                before = time_long_decoding(path, sampling, seeking=False)
+                after = time_long_decoding(path, sampling, seeking=True)
+                results[f"gop {gop}, {name}"] = {"before": before, "after": after}
+                print(f"gop {gop}, {name}: {before['decoded_frames']} -> "
+                      f"{after['decoded_frames']} frames decoded ({after['seeks']} seeks), "
+                      f"{before['sampled_frames_per_s']:.0f} -> "
+                      f"{after['sampled_frames_per_s']:.0f} sampled frames/s")
+    return results
+
+
+def time_long_decoding(path: Path, sampling: FrameSampling, seeking: bool) -> dict:
+    """decode_video as ``extract`` calls it (resize 256, one FFmpeg thread), the faster of two."""
+    share = decode.SEEK_SHARE
+    decode.SEEK_SHARE = share if seeking else 0  # 0: seeking never pays
+    try:
+        seconds = []
+        for _ in range(2):
+            started = time.perf_counter()
+            decoded = decode_video(path, sampling, short_side=256, threads=1)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        decode.SEEK_SHARE = share
+    best = min(seconds)
+    return {
+        "sampled_frames": len(decoded.frames),
+        "total_frames": decoded.total_frames,
+        "decoded_frames": decoded.decoded_frames,
+        "seeks": decoded.seeks,
+        "seconds": round(best, 3),
+        "sampled_frames_per_s": round(len(decoded.frames) / best, 1),
+        "decoded_frames_per_s": round(decoded.decoded_frames / best, 1),
+    }
+
+
+def machine_info(args: argparse.Namespace) -> dict:
+    return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -175,6 +237,33 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def write_report(args: argparse.Namespace, argv: list[str] | None, report: dict) -> None:
+    command = " ".join(["python benchmarks/extract.py", *(sys.argv[1:] if argv is None else argv)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": command, **report}, indent=2) + "\n",
+                        encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.long:
+        machine = machine_info(args)
+        setup = {"seconds": args.long_seconds, "rate": args.rate,
+                 "size": [args.width, args.height], "codec": "libx264 (preset veryfast)",
+                 "gops": args.gops, "resize": 256, "ffmpeg_threads": 1}
+        results = time_long_videos(args)
+        machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_report(args, argv, {"machine": machine, "setup": setup, "long_video": results})
+        return 0
+    torch.manual_seed(0)
+    backbone = build_backbone(args.backbone, args.weights, random_init=args.weights is None)
+    backbone = backbone.to(args.device)
+    machine = machine_info(args)
     sampling = FrameSampling("uniform", args.max_frames)
     with tempfile.TemporaryDirectory(prefix="mcsan-extract-bench-") as temporary:
         work = Path(temporary)
@@ -195,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     ratio = end_to_end["frames_per_s"] / model_rate
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {
-        "command": " ".join(["python benchmarks/extract.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine,
         "setup": {
             "videos": args.videos,
@@ -237,9 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(goal {GOAL:.0%}); load average {machine['load_average_at_start']} -> "
         f"{machine['load_average_at_end']}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_report(args, argv, report)
     return 0
 
 

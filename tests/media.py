@@ -31,9 +31,11 @@ def write_video(
     rotation: tuple[int, bool, bool] | None = None,
     sample_aspect: Fraction | None = None,
     tags: dict[str, str] | None = None,
+    gop: int | None = None,
 ) -> Path:
     """``count`` frames ``picture(index, height, width)`` at 25 fps, or at ``times_ms`` (variable
-    frame rate); ``rotation`` = (degrees, hflip, vflip) is written as a display matrix."""
+    frame rate); ``rotation`` = (degrees, hflip, vflip) is written as a display matrix; ``gop``
+    frames at most from one keyframe to the next."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height = width, height
@@ -46,6 +48,8 @@ def write_video(
         if sample_aspect is not None:
             stream.codec_context.sample_aspect_ratio = sample_aspect
         stream.metadata.update(tags or {})
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         for index in range(count):
             pixels = picture(index, height, width).astype(np.uint8)  # (height, width, 3)
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

@@ -249,6 +249,17 @@ def test_extract_benchmark_quick_mode(tmp_path, one_thread):
     assert "--quick" in report["command"]
 
 
+
+def test_extract_benchmark_long_mode(tmp_path):
+    extract = load("extract")
+    out = tmp_path / "extract_long.json"
+    assert extract.main(["--long", "--long-seconds", "8", "--gops", "25", "--width", "64",
+                         "--height", "48", "--out", str(out)]) == 0
+    spread = json.loads(out.read_text())["long_video"]["gop 25, 1 frame every 5 s"]
+    assert spread["before"]["decoded_frames"] == spread["before"]["total_frames"] == 200
+    assert spread["before"]["seeks"] == 0 and spread["after"]["seeks"] == 2
+    assert spread["after"]["decoded_frames"] < 20 and spread["after"]["sampled_frames"] == 2
+
 def test_search_benchmark_small_run(tmp_path):
     search = load("search")
     out = tmp_path / "search.json"

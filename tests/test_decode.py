@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mcsan.data.dataset import uniform_indices
+from mcsan.extract import decode
 from mcsan.extract.decode import (
     DecodeError,
     FrameSampling,
@@ -63,7 +64,8 @@ def test_codecs_and_odd_sizes_decode_the_uniformly_chosen_frames(videos, name, h
     expected = uniform_indices(20, 8).tolist()
     assert frame_indices(decoded.frames) == expected
     assert np.allclose(decoded.timestamps, np.array(expected) / 25)
-    assert decoded.decoded_frames == 20 and decoded.passes == 1 and decoded.notes == []
+    assert decoded.decoded_frames == decoded.total_frames == 20 and decoded.notes == []
+    assert decoded.passes == 1 and decoded.seeks == 0  # 8 of 20 frames: no seeking
 
 
 def test_frames_are_scaled_to_the_short_side_keeping_the_aspect(videos):
@@ -160,12 +162,72 @@ def test_display_matrix_reading():
 
 def test_truncated_file_gives_the_frames_before_the_cut_with_a_note(videos):
     decoded = decode_video(videos["cut_mkv"], FrameSampling("uniform", 8))
-    assert 0 < decoded.decoded_frames < 30 and len(decoded.frames) == 8
+    assert 0 < decoded.total_frames < 30 and len(decoded.frames) == 8
     indices = frame_indices(decoded.frames)
-    assert indices == uniform_indices(decoded.decoded_frames, 8).tolist()
+    assert indices == uniform_indices(decoded.total_frames, 8).tolist()
     assert any("truncated" in note for note in decoded.notes)
     assert decoded.passes == 2  # the declared 1.2 s misled the first pass
+    assert decoded.decoded_frames == 2 * decoded.total_frames
 
+
+
+def numbered(index: int, height: int, width: int) -> np.ndarray:
+    # -> (height, width, 3): a colour of its own for each of the first 1,530 frames
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[..., 0] = 5 * (index % 51)
+    pixels[..., 1] = 8 * (index // 51)
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory):
+    """12 s at 25 fps with a keyframe every second at most: H.264 (with B-frames) in MP4,
+    Matroska and MPEG-TS (whose seeking is inexact), MPEG-4 Part 2 in AVI (its keyframes
+    where the encoder chose), and an H.264 stream without a container (no timestamps)."""
+    root = tmp_path_factory.mktemp("long")
+    made = {}
+    for name, codec in [("mp4", "libx264"), ("mkv", "libx264"), ("avi", "mpeg4"),
+                        ("ts", "libx264"), ("h264", "libx264")]:
+        made[name] = write_video(root / f"long.{name}", codec, 48, 36, 300, picture=numbered,
+                                 gop=25)
+    return made
+
+
+def decode_sequentially(path, sampling, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(decode, "SEEK_SHARE", 0)  # seeking never pays
+        return decode_video(path, sampling)
+
+
+@pytest.mark.parametrize("name", ["mp4", "mkv", "avi"])
+@pytest.mark.parametrize(
+    "sampling", [FrameSampling("uniform", 4), FrameSampling("fps", 100, fps=0.45)]
+)
+def test_seeking_takes_the_frames_that_sequential_decoding_takes(
+    long_videos, monkeypatch, name, sampling
+):
+    sought = decode_video(long_videos[name], sampling)
+    decoded = decode_sequentially(long_videos[name], sampling, monkeypatch)
+    assert sought.seeks > 0 and sought.passes == 0 and decoded.seeks == 0
+    assert np.array_equal(sought.timestamps, decoded.timestamps)
+    assert np.array_equal(sought.frames, decoded.frames)
+    assert sought.total_frames == decoded.total_frames == decoded.decoded_frames == 300
+    assert sought.decoded_frames <= 300 * decode.SEEK_SHARE
+    assert sought.notes == decoded.notes == []
+
+
+def test_without_sure_seeking_or_with_dense_sampling_every_frame_is_decoded(
+    long_videos, monkeypatch
+):
+    sampling = FrameSampling("uniform", 4)
+    for name in ("ts", "h264"):  # seeking inexact; no timestamps in the packets
+        decoded = decode_video(long_videos[name], sampling)
+        expected = decode_sequentially(long_videos[name], sampling, monkeypatch)
+        assert decoded.seeks == 0 and decoded.decoded_frames >= 300
+        assert np.array_equal(decoded.frames, expected.frames)
+    assert decoded.passes == 2  # the stream declares no duration to choose by
+    dense = decode_video(long_videos["mp4"], FrameSampling("uniform", 32))
+    assert dense.seeks == 0 and dense.passes == 1 and dense.decoded_frames == 300
 
 @pytest.mark.parametrize(
     ("name", "reason"),

@@ -3,10 +3,11 @@ kill, determinism, worker crashes, the HGR / BigFile layouts, and training on th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from torch import nn
 import mcsan.extract.pipeline as pipeline
 import media
 from mcsan import cli
-from mcsan.data.layouts import read_dataset, read_dataset_with_report
+from mcsan.data.layouts import HDF5FeatureStore, read_dataset, read_dataset_with_report
 from mcsan.extract import (
     BACKBONES,
     FEATURE_LAYOUTS,
@@ -34,6 +35,7 @@ from mcsan.extract import (
     find_videos,
 )
 from mcsan.extract.pipeline import VideoFile, decoded_videos, embed_frames
+from mcsan.sources import open_source
 
 GOOD = ["video0", "video1", "video2", "video3", "video4", "video5"]
 FAILING = {
@@ -183,7 +185,7 @@ def test_run_writes_features_a_failure_report_and_notes(library, reference):
     assert "truncated" in report["notes"][0]["notes"][0]
     assert [path.name for path in summary.ignored_files] == ["readme.txt"]
     text = summary.describe()
-    assert "3 failed" in text and "broken.mp4" in text and "video5: decoded frames" in text
+    assert "3 failed" in text and "broken.mp4" in text and "video5: its frames end at" in text
     assert not (out / ".tiny.parts").exists()
 
 
@@ -227,7 +229,7 @@ def test_a_killed_run_keeps_finished_videos_and_distrusts_half_written_ones(
             raise Killed
 
     monkeypatch.setattr(pipeline._Parts, "write", write_then_die)
-    monkeypatch.setattr(pipeline._Parts, "merge_into", lambda self, path, recipe: None)
+    monkeypatch.setattr(pipeline._FeatureFile, "add", lambda self, parts, recipe: None)
     with pytest.raises(Killed):
         extract(library, out)
     monkeypatch.undo()
@@ -243,6 +245,158 @@ def test_a_killed_run_keeps_finished_videos_and_distrusts_half_written_ones(
     resumed, complete = read_features(out / "tiny.hdf5"), read_features(reference[0] / "tiny.hdf5")
     assert sorted(resumed) == GOOD
     assert all(np.array_equal(resumed[key], complete[key]) for key in GOOD)
+
+
+def file_state(path: Path) -> tuple[int, int, str]:
+    """What writing a file again would change: its inode, modification time and bytes."""
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns, hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def segment_videos(out: Path) -> dict[str, list[str]]:
+    """Segment file name -> the video ids it holds."""
+    segments = sorted((out / ".tiny.segments").iterdir())
+    return {path.name: sorted(read_features(path)) for path in segments}
+
+
+def test_adding_videos_writes_a_new_segment_and_never_rewrites_stored_ones(
+    library, reference, tmp_path
+):
+    out = tmp_path / "out"
+    extract([library / "video0.mp4", library / "video1.avi"], out)
+    first = file_state(out / "tiny.hdf5")
+    extract(library, out)
+    assert file_state(out / ".tiny.segments" / "0.hdf5") == first  # the first file, not a copy
+    assert segment_videos(out) == {"0.hdf5": ["video0", "video1"], "1.hdf5": GOOD[2:]}
+    second = file_state(out / ".tiny.segments" / "1.hdf5")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    write_video(extra / "video6.mp4", "libx264", 48, 36, 8)
+    assert extract([library, extra], out).extracted == ["video6"]
+    assert file_state(out / ".tiny.segments" / "0.hdf5") == first
+    assert file_state(out / ".tiny.segments" / "1.hdf5") == second
+    assert segment_videos(out)["2.hdf5"] == ["video6"]
+
+    features, expected = read_features(out / "tiny.hdf5"), read_features(reference[0] / "tiny.hdf5")
+    assert sorted(features) == [*GOOD, "video6"]
+    assert all(np.array_equal(features[key], expected[key]) for key in GOOD)
+    with h5py.File(out / "tiny.hdf5", "r") as file:  # links, each to the segment holding it
+        assert isinstance(file.get("video1", getlink=True), h5py.ExternalLink)
+        assert file["video1"].attrs["source"] == str(library / "video1.avi")
+    # the readers of dataset roots and `mcsan index`, opened from another directory
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    store = HDF5FeatureStore.open("tiny", moved / "tiny.hdf5")
+    assert store.shape("video2") == (2, 8)
+    assert np.array_equal(store.get("video4"), expected["video4"])
+    source = open_source(moved)
+    assert source.video_ids == [*GOOD, "video6"]
+    assert source.metadata("video6")["source"] == str(extra / "video6.mp4")
+
+
+def test_a_file_system_without_hard_links_gets_a_copy_of_the_first_file(
+    library, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    extract([library / "video0.mp4"], out)
+    first = (out / "tiny.hdf5").read_bytes()
+
+    def refuse(source, target):
+        raise PermissionError("no hard links here")
+
+    monkeypatch.setattr(pipeline.os, "link", refuse)
+    extract([library / "video0.mp4", library / "video1.avi"], out)
+    assert (out / ".tiny.segments" / "0.hdf5").read_bytes() == first
+    assert sorted(read_features(out / "tiny.hdf5")) == ["video0", "video1"]
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_while_writing_a_segment(module) -> None:
+    real = module._fill_segment
+
+    def write_one_then_die(file, recipe, parts):
+        real(file, recipe, dict(list(parts.items())[:1]))
+        file.flush()
+        die()
+
+    module._fill_segment = write_one_then_die
+
+
+def kill_after_the_second_name(module) -> None:
+    real = module._second_name
+    module._second_name = lambda path, name: (real(path, name), die())
+
+
+def kill_while_writing_the_links(module) -> None:
+    real = module._FeatureFile._fill_links
+
+    def link_some_then_die(self, file, recipe, where):
+        real(self, file, recipe, dict(list(where.items())[:2]))
+        file.flush()
+        die()
+
+    module._FeatureFile._fill_links = link_some_then_die
+
+
+def kill_while_deleting_the_parts(module) -> None:
+    def delete_one_then_die(self):
+        next(iter(self.files().values())).unlink()
+        die()
+
+    module._Parts.remove = delete_one_then_die
+
+
+@pytest.mark.parametrize(
+    ("stored", "kill"),
+    [
+        ("nothing", kill_while_writing_a_segment),  # the first run writes tiny.hdf5 itself
+        ("in the file", kill_while_writing_a_segment),
+        ("in the file", kill_after_the_second_name),
+        ("in the file", kill_while_writing_the_links),
+        ("in segments", kill_while_writing_the_links),
+        ("in segments", kill_while_deleting_the_parts),
+    ],
+)
+def test_kill_9_while_adding_videos_loses_nothing_stored(
+    library, reference, tmp_path, monkeypatch, stored, kill
+):
+    out = tmp_path / "out"
+    if stored != "nothing":
+        extract([library / "video0.mp4"], out)
+    if stored == "in segments":
+        extract([library / "video1.avi"], out)
+    with monkeypatch.context() as patch:  # a run killed before adding its parts
+        patch.setattr(pipeline._FeatureFile, "add", lambda self, parts, recipe: None)
+        extract(library, out)
+    before = read_features(out / "tiny.hdf5") if stored != "nothing" else {}
+    child = os.fork()
+    if child == 0:  # SIGKILLed at the chosen moment of adding the parts
+        try:
+            kill(pipeline)
+            parts = pipeline._Parts(out / ".tiny.parts")
+            pipeline._FeatureFile(out / "tiny.hdf5").add(parts, parts.recipe())
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+    after = read_features(out / "tiny.hdf5") if stored != "nothing" else {}
+    assert sorted(after) == sorted(before) or sorted(after) == GOOD  # as it was, or complete
+    assert all(np.array_equal(after[key], before[key]) for key in before)
+    summary = extract(library, out)
+    assert summary.extracted == [] and sorted(summary.skipped) == GOOD
+    resumed, complete = read_features(out / "tiny.hdf5"), read_features(reference[0] / "tiny.hdf5")
+    assert sorted(resumed) == GOOD
+    assert all(np.array_equal(resumed[key], complete[key]) for key in GOOD)
+    left = sorted(path.name for path in out.rglob("*"))
+    assert not any("partial" in name or name.endswith(".npz") for name in left)
+    if (out / ".tiny.segments").exists():
+        with h5py.File(out / "tiny.hdf5", "r") as file:
+            linked = {Path(file.get(key, getlink=True).filename).name for key in file}
+        assert sorted(linked) == sorted(path.name for path in (out / ".tiny.segments").iterdir())
 
 
 def child_processes(pid: int) -> list[int]:
@@ -267,44 +421,105 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_kill_9_mid_run_leaves_no_worker_and_the_next_run_resumes(library, tmp_path):
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "mcsan.cli",
-        "extract",
-        str(library),
-        "--out",
-        str(out),
-        "--backbone",
-        "resnet50",
-        "--random-weights",
-        "--max-frames",
-        "2",
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "--quiet",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+SLOW_TINY_CLI = """
+import sys, time
+import mcsan.extract
+from mcsan.cli import main
+from test_extract import TinyBackbone
+
+class Slow(TinyBackbone):
+    def forward(self, images):
+        time.sleep(0.2)  # time to be stopped in
+        return super().forward(images)
+
+mcsan.extract.build_backbone = lambda *arguments, **options: Slow()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_tiny_cli(library: Path, out: Path, **options) -> subprocess.Popen:
+    """``mcsan extract`` of the library with a slow tiny backbone, in a process of its own; it
+    returns once the process has finished its first video."""
+    paths = [str(Path(__file__).parent), str(Path(pipeline.__file__).parents[2])]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    arguments = ["extract", str(library), "--out", str(out), "--random-weights", "--max-frames",
+                 "4", "--workers", "1", "--threads", "1", "--quiet"]
+    process = subprocess.Popen([sys.executable, "-c", SLOW_TINY_CLI, *arguments],
+                               env=environment, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, **options)
     deadline = time.monotonic() + 60
-    while not list((out / ".resnet50.parts").glob("*.npz")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not list((out / ".tiny.parts").glob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process
+
+
+def test_kill_9_mid_run_then_resume_gives_a_clean_run_and_keeps_stored_files(
+    library, reference, tmp_path
+):
+    out = tmp_path / "out"
+    extract([library / "video0.mp4", library / "video1.avi"], out)
+    first = file_state(out / "tiny.hdf5")
+    process = start_tiny_cli(library, out)
     workers = child_processes(process.pid)
     process.kill()
-    process.wait()
-    assert workers and list((out / ".resnet50.parts").glob("*.npz"))
+    assert process.wait() == -signal.SIGKILL, process.stderr.read()
+    assert file_state(out / "tiny.hdf5") == first  # killed before adding anything
     time.sleep(0.5)
-    assert not any(alive(pid) for pid in workers)  # died with it
+    assert workers and not any(alive(pid) for pid in workers)  # died with it
 
-    finished = subprocess.run(command, capture_output=True, text=True, check=True)
-    skipped = int(re.search(r"skipped (\d+) already done", finished.stdout)[1])
-    extracted = int(re.search(r"extracted (\d+) video", finished.stdout)[1])
-    assert skipped >= 1 and skipped + extracted == len(GOOD)
-    assert sorted(read_features(out / "resnet50.hdf5")) == GOOD
+    summary = extract(library, out)
+    assert 1 <= len(summary.skipped) - 2 < len(GOOD) - 2  # video0, video1 and the parts
+    resumed, complete = read_features(out / "tiny.hdf5"), read_features(reference[0] / "tiny.hdf5")
+    assert sorted(resumed) == GOOD
+    assert all(np.array_equal(resumed[key], complete[key]) for key in GOOD)
+    assert file_state(out / ".tiny.segments" / "0.hdf5") == first
 
+
+def test_ctrl_c_stores_the_finished_videos_and_ends_with_one_line(library, tmp_path):
+    out = tmp_path / "out"
+    process = start_tiny_cli(library, out, start_new_session=True)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    printed, errors = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert errors.strip().splitlines() == [
+        f"mcsan extract: interrupted; every finished video is kept under {out}; run the same "
+        "command again to extract the rest"
+    ]
+    assert printed == ""
+    assert 1 <= len(read_features(out / "tiny.hdf5")) < len(GOOD)
+    assert not (out / ".tiny.parts").exists()
+
+
+def test_command_line_exits_with_1_when_a_video_failed_and_the_report_keeps_failures(
+    library, tmp_path, monkeypatch, capsys, one_thread
+):
+    monkeypatch.setattr("mcsan.extract.build_backbone", lambda *arguments, **options: TinyBackbone())
+    flaky = tmp_path / "flaky.mp4"
+    flaky.write_text("not a video yet\n")
+    out = tmp_path / "out"
+    command = ["extract", "--out", str(out), "--random-weights", "--max-frames", "2",
+               "--workers", "0", "--threads", "1", "--quiet"]
+
+    def report() -> tuple[dict[str, str], list[str], dict[str, int]]:
+        found = json.loads((out / "tiny.failures.json").read_text())
+        failed = {item["video_id"]: item["reason"] for item in found["failed"]}
+        return failed, [item["video_id"] for item in found["notes"]], found["videos"]
+
+    first = [library / "video0.mp4", library / "video5.mkv", library / "song.mkv", flaky]
+    assert cli.main([*command, *map(str, first)]) == 1
+    assert "2 failed" in capsys.readouterr().out
+    assert cli.main([*command, str(library / "video0.mp4"), str(flaky)]) == 1
+    assert cli.main([*command, "--allow-failures", str(library / "video0.mp4"), str(flaky)]) == 0
+    failed, notes, counts = report()  # song.mkv was not tried again: its failure stays
+    assert sorted(failed) == ["flaky", "song"] and "no video stream" in failed["song"]
+    assert notes == ["video5"] and counts == {"extracted": 0, "skipped_as_done": 1, "failed": 1}
+
+    write_video(flaky, "libx264", 48, 36, 6)  # the file is mended: it leaves the report
+    assert cli.main([*command, str(flaky)]) == 0
+    failed, notes, counts = report()
+    assert list(failed) == ["song"] and notes == ["video5"] and counts["extracted"] == 1
+    # with nothing extracted at all, failures are not allowed
+    assert cli.main([*command, "--allow-failures", str(library / "notes.mp4")]) == 1
 
 def test_worker_processes_give_the_same_features(library, reference, tmp_path):
     summary = extract(library, tmp_path / "out", workers=2)
@@ -340,6 +555,10 @@ def test_other_sampling_or_backbone_is_refused_on_existing_output(reference, lib
     (out / "tiny.hdf5").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot be read as HDF5.*delete it"):
         extract(library, out)
+    (out / "tiny.failures.json").write_text("my own notes\n")  # never overwritten
+    with pytest.raises(ValueError, match="not a failure report of mcsan extract"):
+        extract(library, out)
+    assert (out / "tiny.failures.json").read_text() == "my own notes\n"
 
 
 def test_duplicate_ids_and_empty_inputs_are_errors(library, tmp_path):
@@ -358,7 +577,9 @@ def test_duplicate_ids_and_empty_inputs_are_errors(library, tmp_path):
 def test_hdf5_output_is_the_features_file_of_an_msrvtt_root(library, annotation, tmp_path):
     root = tmp_path / "msrvtt"
     shutil.copytree(annotation, root)
-    extract(library, root / "features")  # the failure report beside it is not a feature type
+    extract(library / "video0.mp4", root / "features")
+    # the failure report and the segments beside it are not feature types
+    extract(library, root / "features")
     dataset, report = read_dataset_with_report(root, progress=False, skip_invalid=True)
     assert dataset["train"].feature_names == ["tiny"]
     assert dataset["train"].video_features("video2").shape == (2, 8)
@@ -426,6 +647,7 @@ def test_command_line_extracts_with_resnet50_and_the_output_trains(
         "--dataset",
         str(annotation),
         "--quiet",
+        "--allow-failures",  # song.mkv fails
     ]
     assert cli.main(arguments) == 0
     printed = capsys.readouterr().out
@@ -484,8 +706,9 @@ def test_command_line_extracts_with_resnet50_and_the_output_trains(
     write_video(mine / "clip_a.mp4", "libx264", 48, 36, 10)
     write_video(mine / "clip_b.mkv", "mpeg4", 40, 30, 7)
     recipe = ["--backbone", "resnet50", "--random-weights", "--workers", "0", "--quiet"]
-    assert cli.main(["extract", str(mine), "--out", str(tmp_path / "mine_features"),
-                     "--max-frames", "2", *recipe]) == 0
+    for videos in (mine / "clip_a.mp4", mine):  # the second run adds clip_b
+        assert cli.main(["extract", str(videos), "--out", str(tmp_path / "mine_features"),
+                         "--max-frames", "2", *recipe]) == 0
     index = tmp_path / "my_index"
     assert cli.main(["index", str(run / "best"), str(tmp_path / "mine_features"), "--out",
                      str(index), "--quiet"]) == 0

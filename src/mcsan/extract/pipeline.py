@@ -10,14 +10,24 @@ Output, in ``out``:
 
 ``<feature>.hdf5``
     one ``(frames, dim)`` float32 dataset per video, keyed by video id, with attributes
-    ``timestamps`` (seconds of each frame), ``source`` (the file) and ``decoded_frames``; the
+    ``timestamps`` (seconds of each frame), ``source`` (the file) and ``decoded_frames``
+    (frames decoded to find them: fewer than the video has where seeking paid); the
     file attribute ``mcsan_extract_recipe`` (JSON) holds how the features were made (backbone,
     weights fingerprint, preprocessing, sampling, library versions). This is the
     ``features/<ft>.hdf5`` file that the MSR-VTT and VATEX readers read: point ``out`` at
-    ``<dataset>/features``.
+    ``<dataset>/features``. The first run writes the datasets into this file. A later run
+    that adds videos writes them into a segment file of its own,
+    ``.<feature>.segments/<n>.hdf5``, and ``<feature>.hdf5`` becomes a small file of HDF5
+    external links, one per video, to the segment that holds it (HDF5 follows them when the
+    file is read; the segments are found relative to it, so the two move together); the
+    first run's file is segment ``0``, under a second name (a hard link; a copy on a file
+    system without them). A segment is never written again once finished, so adding videos
+    never rewrites the features already there.
 ``<feature>.failures.json``
-    the failure report of the last run: every file that gave no features and why, the notes
-    on files that gave features with something odd (a truncated file), and the recipe.
+    every video whose last try gave no features, from every run, and why (``when`` it was
+    tried; a video leaves the list once it gives features), the notes on videos that gave
+    features with something odd (a truncated file), the counts of the last run, and the
+    recipe.
 ``hgr/`` or ``bigfile/`` (``layout="hgr"`` / ``"bigfile"``)
     a complete dataset in that layout, its splits and captions taken from the annotation at
     ``dataset_root`` (any layout :func:`~mcsan.data.layouts.read_dataset` reads), its features
@@ -33,10 +43,14 @@ Resume and interruption: each finished video is written at once to its own file,
 ``.<feature>.parts/<id>.npz``, under a temporary name that is renamed into place when
 complete, so a process killed at any moment (``kill -9`` included) loses at most the videos
 in flight, and a half-written file is never taken for a finished one. At the end of a run,
-also an interrupted one, the parts are merged with the existing ``<feature>.hdf5`` into a new
-file that replaces the old one by an atomic rename. A later run skips every video found in
-either place, and refuses to add to features made by another recipe. One ``extract`` process
-per output feature at a time.
+also an interrupted one, the parts' videos are added to ``<feature>.hdf5`` as above, and then
+the parts are deleted. Every HDF5 file is written under a temporary name, flushed to disk and
+renamed into place (a segment before the links to it), and no finished HDF5 file is opened
+for writing, so a kill at any moment leaves ``<feature>.hdf5`` as it was or with the new
+videos, whole. The next run deletes what a killed one left half done (temporary files,
+segments that no link names) and adds the parts that are not in ``<feature>.hdf5`` yet. A
+later run skips every video found in either place, and refuses to add to features made by
+another recipe. One ``extract`` process per output feature at a time.
 """
 
 from __future__ import annotations
@@ -68,7 +82,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mcsan import __version__
-from mcsan.atomic import replace_json
+from mcsan.atomic import fsync_directory, fsync_file, replace_json
 from mcsan.data.layouts import WRITABLE_SPLITS, read_dataset, write_bigfile, write_hgr
 from mcsan.data.recipes import RECIPE_ATTRIBUTE, RECIPE_FILE, differing_keys, same_recipe
 from mcsan.extract.backbones import FrameBackbone
@@ -85,6 +99,7 @@ FEATURE_LAYOUTS = ("hdf5", "hgr", "bigfile")
 FORMAT_VERSION = 1
 VIDEOS_AHEAD_PER_WORKER = 2  # decoded videos waiting for the model, per worker process
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
+SEGMENT_FILE = re.compile(r"\.?\d+\.hdf5(\.partial-\d+)?")  # in .<feature>.segments/
 
 
 @dataclass(frozen=True)
@@ -218,16 +233,16 @@ def extract_features(
     video_files, ignored = find_videos(videos)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    features_path = out / f"{feature_name}.hdf5"
-    for stale in out.glob(f".{features_path.name}.partial-*"):  # a merge that was killed
-        stale.unlink()
+    store = _FeatureFile(out / f"{feature_name}.hdf5")
     parts = _Parts(out / f".{feature_name}.parts")
     device = resolve_device(str(device))
     recipe = _recipe(backbone, frame_sampling, weights_label)
-    done = _done_videos(features_path, parts, recipe)
+    report_path = out / f"{feature_name}.failures.json"
+    earlier = _earlier_report(report_path)
+    done = _done_videos(store, parts, recipe)
     summary = ExtractionSummary(
-        features_path=features_path,
-        report_path=out / f"{feature_name}.failures.json",
+        features_path=store.path,
+        report_path=report_path,
         layout_path=None,
         skipped=[video.video_id for video in video_files if video.video_id in done],
         ignored_files=ignored,
@@ -254,13 +269,13 @@ def extract_features(
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - started
-        parts.merge_into(features_path, recipe)
-        _write_report(summary, recipe)
+        store.add(parts, recipe)
+        _write_report(summary, recipe, earlier, done)
     if layout != "hdf5":
         summary.layout_path = _write_layout(
             layout,
             out,
-            features_path,
+            store.path,
             Path(dataset_root),
             feature_name,
             recipe,
@@ -501,82 +516,193 @@ class _Parts:
             os.fsync(file.fileno())
         os.replace(unfinished, final)
 
-    def merge_into(self, features_path: Path, recipe: dict) -> None:
-        """Write ``features_path`` anew from itself and the parts, replace it atomically, then
-        delete the parts."""
-        parts = self.files()
-        if parts:
-            unfinished = _unfinished(features_path)
-            with h5py.File(unfinished, "w") as merged:
-                merged.attrs[RECIPE_ATTRIBUTE] = json.dumps(recipe)
-                present: set[str] = set()
-                if features_path.exists():
-                    with h5py.File(features_path, "r") as old:
-                        for key in old:
-                            old.copy(old[key], merged, name=key)
-                            present.add(key)
-                for video_id, path in parts.items():
-                    if video_id not in present:  # else merged before a kill, copied above
-                        _store_part(merged, video_id, path)
-            os.replace(unfinished, features_path)
+    def remove(self) -> None:
         if self.directory.exists():
             shutil.rmtree(self.directory)
 
 
-def _store_part(file: h5py.File, video_id: str, path: Path) -> None:
-    try:
-        with np.load(path, allow_pickle=False) as part:
-            dataset = file.create_dataset(video_id, data=part["features"])  # (frames, dim)
-            dataset.attrs["timestamps"] = part["timestamps"]
-            dataset.attrs["source"] = str(part["source"])
-            dataset.attrs["decoded_frames"] = int(part["decoded_frames"])
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(
-            f"{path}: finished part of video {video_id} cannot be read ({error}). Fix: delete "
-            "it; the next run extracts the video again"
-        ) from error
+class _FeatureFile:
+    """``<feature>.hdf5``: the features themselves (a first run), or one HDF5 external link
+    per video to the segment file in ``.<feature>.segments/`` that holds them."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.segments = path.with_name(f".{path.stem}.segments")
 
-def _done_videos(features_path: Path, parts: _Parts, recipe: dict) -> set[str]:
-    """Ids already extracted with this recipe; raises if earlier output used another."""
-    done: set[str] = set()
-    if features_path.exists():
+    def videos(self, recipe: dict) -> dict[str, str | None]:
+        """video id -> the segment file holding its features (None: this file); raises if
+        the file is not readable, was made by another recipe, or links to a missing segment."""
+        if not self.path.exists():
+            return {}
         try:
-            with h5py.File(features_path, "r") as file:
+            with h5py.File(self.path, "r") as file:
                 found = file.attrs.get(RECIPE_ATTRIBUTE)
-                done.update(file.keys())
+                links = {key: file.get(key, getlink=True) for key in file}
         except OSError as error:
             raise ValueError(
-                f"{features_path} cannot be read as HDF5 ({error}). Fix: delete it to extract "
-                "from scratch, or choose another --out or --feature-name"
+                f"{self.path} cannot be read as HDF5 ({error}). Fix: delete it and "
+                f"{self.segments} to extract from scratch, or choose another --out or "
+                "--feature-name"
             ) from error
         if found is None:
             raise ValueError(
-                f"{features_path} was not written by mcsan extract (it has no recipe). Fix: "
+                f"{self.path} was not written by mcsan extract (it has no recipe). Fix: "
                 "choose another --out or --feature-name"
             )
         if not same_recipe(json.loads(found), recipe):
-            raise _recipe_mismatch(features_path, json.loads(found), recipe)
+            raise _recipe_mismatch(self.path, json.loads(found), recipe)
+        where = {
+            video_id: Path(link.filename).name if isinstance(link, h5py.ExternalLink) else None
+            for video_id, link in links.items()
+        }
+        missing = sorted({name for name in where.values() if name} - self._segment_files())
+        if missing:
+            raise ValueError(
+                f"{self.path} links to {self.segments / missing[0]}, which is missing: the "
+                f"features of its videos are there. Fix: copy {self.segments} along with "
+                f"{self.path.name}, or delete both to extract from scratch"
+            )
+        return where
+
+    def recover(self, where: dict[str, str | None]) -> None:
+        """Delete what a killed run left: unfinished files, and segments that no link names."""
+        for stale in self.path.parent.glob(f".{self.path.name}.partial-*"):
+            stale.unlink()
+        for name in self._segment_files() - set(where.values()):
+            (self.segments / name).unlink()
+
+    def add(self, parts: _Parts, recipe: dict) -> None:
+        """Add the videos of ``parts`` that the file does not hold yet, then delete the parts.
+
+        The first run writes the file itself. Later runs write their videos into a new
+        segment, then write the file anew as links to every video's segment and rename it
+        over the old one; a file that holds features itself becomes segment ``0`` first,
+        under a second name (a hard link): no feature already stored is copied or rewritten.
+        """
+        where = self.videos(recipe)
+        new = {video_id: path for video_id, path in parts.files().items() if video_id not in where}
+        if not where:
+            if new:
+                _write_hdf5(self.path, partial(_fill_segment, recipe=recipe, parts=new))
+        elif new:
+            self.segments.mkdir(exist_ok=True)
+            numbers = (int(name.split(".")[0]) for name in where.values() if name)
+            number = max(numbers, default=-1) + 1
+            if None in where.values():  # features stored in the file itself
+                first = self.segments / f"{number}.hdf5"
+                _second_name(self.path, first)
+                where = {video_id: name or first.name for video_id, name in where.items()}
+                number += 1
+            segment = self.segments / f"{number}.hdf5"
+            _write_hdf5(segment, partial(_fill_segment, recipe=recipe, parts=new))
+            where |= dict.fromkeys(new, segment.name)
+            _write_hdf5(self.path, partial(self._fill_links, recipe=recipe, where=where))
+        parts.remove()
+
+    def _segment_files(self) -> set[str]:
+        """Names of the segment files, finished or not, in the segments directory."""
+        if not self.segments.is_dir():
+            return set()
+        return {path.name for path in self.segments.iterdir() if SEGMENT_FILE.fullmatch(path.name)}
+
+    def _fill_links(self, file: h5py.File, recipe: dict, where: dict[str, str]) -> None:
+        file.attrs[RECIPE_ATTRIBUTE] = json.dumps(recipe)
+        for video_id, name in sorted(where.items()):
+            file[video_id] = h5py.ExternalLink(f"{self.segments.name}/{name}", f"/{video_id}")
+
+
+def _fill_segment(file: h5py.File, recipe: dict, parts: dict[str, Path]) -> None:
+    file.attrs[RECIPE_ATTRIBUTE] = json.dumps(recipe)
+    for video_id, path in parts.items():
+        try:
+            with np.load(path, allow_pickle=False) as part:
+                dataset = file.create_dataset(video_id, data=part["features"])  # (frames, dim)
+                dataset.attrs["timestamps"] = part["timestamps"]
+                dataset.attrs["source"] = str(part["source"])
+                dataset.attrs["decoded_frames"] = int(part["decoded_frames"])
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"{path}: finished part of video {video_id} cannot be read ({error}). Fix: "
+                "delete it; the next run extracts the video again"
+            ) from error
+
+
+def _write_hdf5(path: Path, fill: Callable[[h5py.File], None]) -> None:
+    """Write a new HDF5 file with ``fill`` and rename it to ``path``: whole or not at all."""
+    unfinished = _unfinished(path)
+    try:
+        with h5py.File(unfinished, "w") as file:
+            fill(file)
+        fsync_file(unfinished)
+        os.replace(unfinished, path)
+    except BaseException:
+        unfinished.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def _second_name(path: Path, name: Path) -> None:
+    """Give the file at ``path`` a second ``name``: a hard link, else (a file system without
+    them) a copy."""
+    try:
+        os.link(path, name)
+    except OSError:
+        shutil.copyfile(path, name)
+        fsync_file(name)
+    fsync_directory(name.parent)
+
+
+def _done_videos(store: _FeatureFile, parts: _Parts, recipe: dict) -> set[str]:
+    """Ids already extracted with this recipe; raises if earlier output used another. Clears
+    away what a killed run left half done."""
+    stored = store.videos(recipe)
     part_recipe = parts.recipe()
     if part_recipe is not None and not same_recipe(part_recipe, recipe):
         raise _recipe_mismatch(parts.directory, part_recipe, recipe)
-    return done | set(parts.files())
+    store.recover(stored)
+    return set(stored) | set(parts.files())
 
 
-def _write_report(summary: ExtractionSummary, recipe: dict) -> None:
+def _earlier_report(path: Path) -> dict:
+    """The failure report of earlier runs ({} if none); raises on a file that is not one."""
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = None
+    if not isinstance(report, dict) or "failed" not in report:
+        raise ValueError(
+            f"{path} is not a failure report of mcsan extract, so it cannot be added to. Fix: "
+            "move it away, or choose another --out or --feature-name"
+        )
+    return report
+
+
+def _write_report(summary: ExtractionSummary, recipe: dict, earlier: dict, done: set[str]) -> None:
+    """The report of every run so far: a video's last failure stays until it gives features;
+    ``done`` holds the videos stored before this run."""
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stored = done | set(summary.extracted)
+    failed = {item["video_id"]: item for item in earlier.get("failed", [])}
+    failed |= {failure.video_id: asdict(failure) | {"when": finished} for failure in summary.failed}
+    notes = {item["video_id"]: item["notes"] for item in earlier.get("notes", [])}
+    notes |= summary.notes
     report = {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": finished,
         "features": str(summary.features_path),
-        "videos": {
+        "videos": {  # this run
             "extracted": len(summary.extracted),
             "skipped_as_done": len(summary.skipped),
             "failed": len(summary.failed),
         },
-        "failed": [asdict(failure) for failure in summary.failed],
+        "failed": [item for video_id, item in sorted(failed.items()) if video_id not in stored],
         "notes": [
-            {"video_id": video_id, "notes": notes} for video_id, notes in summary.notes.items()
+            {"video_id": video_id, "notes": notes[video_id]}
+            for video_id in sorted(notes)
+            if video_id in stored
         ],
-        "frames": summary.frames,
+        "frames": summary.frames,  # this run
         "recipe": recipe,
     }
     replace_json(summary.report_path, report)

@@ -77,6 +77,11 @@ class ModelConfig:
     # predicate slot the time encoding of the frames it attends (as subject and object do)
     event_order: bool = True
 
+    @property
+    def active_levels(self) -> tuple[str, ...]:
+        """``levels`` in the canonical order of ``mcsan.LEVELS`` (how every module lists them)."""
+        return tuple(level for level in LEVELS if level in self.levels)
+
 
 @dataclass
 class LossConfig:

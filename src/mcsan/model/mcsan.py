@@ -46,7 +46,7 @@ class MCSAN(nn.Module):
         if unknown or not config.levels:
             raise ValueError(f"model.levels={config.levels}; choose a non-empty subset of {LEVELS}")
         self.config = config
-        self.levels = tuple(level for level in LEVELS if level in config.levels)
+        self.levels = config.active_levels
         self.level_weights = self._checked_weights(config)
 
         self.video = VideoEncoder(video_dim, config, region_dim)
@@ -70,9 +70,7 @@ class MCSAN(nn.Module):
     @staticmethod
     def _checked_weights(config: ModelConfig) -> dict[str, float]:
         weights = {}
-        for level in LEVELS:
-            if level not in config.levels:
-                continue
+        for level in config.active_levels:
             if level not in config.level_weights:
                 raise KeyError(f"model.level_weights has no weight for active level {level!r}")
             weight = float(config.level_weights[level])

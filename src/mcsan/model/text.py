@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mcsan import LEVELS
 from mcsan.config import ModelConfig
 from mcsan.data.vocab import WORD_PAD
 from mcsan.model.blocks import AttentionPool, TripleEncoder
@@ -155,7 +154,7 @@ class TextEncoder(nn.Module):
     def __init__(self, vocab_size: int, config: ModelConfig) -> None:
         super().__init__()
         hidden, embed = config.hidden_dim, config.embed_dim
-        self.levels = tuple(level for level in LEVELS if level in config.levels)
+        self.levels = config.active_levels
         self.kind = config.text_encoder
         # caption words -> its word states (words, Hb), once the backbone is frozen
         self.frozen_word_states: dict[tuple[str, ...], torch.Tensor] | None = None

@@ -31,7 +31,6 @@ import math
 import torch
 from torch import nn
 
-from mcsan import LEVELS
 from mcsan.config import ModelConfig
 from mcsan.model.blocks import AttentionPool, TripleEncoder
 
@@ -120,7 +119,7 @@ class VideoEncoder(nn.Module):
         if video_dim < 1:
             raise ValueError(f"video_dim must be positive, got {video_dim}")
         hidden, embed = config.hidden_dim, config.embed_dim
-        self.levels = tuple(level for level in LEVELS if level in config.levels)
+        self.levels = config.active_levels
         self.region_dim = region_dim
         self.video_dim = video_dim
         # the relationship level reads entity tokens (context or regions) and the motion too

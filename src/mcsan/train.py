@@ -438,7 +438,7 @@ def _cached_backward(
             outputs.append(model(part, **loss_fn.swapped_readings))
     rows = map_rows(lambda t: t.detach().requires_grad_(t.is_floating_point()),
                     concat_rows(outputs))
-    targets = concat_rows([LossTargets.of(part) for part in micro_batches])
+    targets = LossTargets.of(batch)  # the micro-batches' rows, in order
     with torch.autocast(device.type, enabled=scaler.is_enabled()):
         loss, terms = loss_fn(gather_rows(rows, processes), gather_rows(targets, processes),
                               hardest_negatives)

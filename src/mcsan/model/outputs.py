@@ -49,7 +49,7 @@ class LossTargets:
     @classmethod
     def of(cls, batch: Batch) -> LossTargets:
         keys = batch.video_keys  # (B,) from the loader: the same numbers in every process
-        if keys is None:  # a batch made by hand: its own ids, numbered in order
+        if keys is None:  # a batch made by hand (one process): its ids, numbered in order
             number = {video_id: i for i, video_id in enumerate(dict.fromkeys(batch.video_ids))}
             keys = torch.tensor([number[v] for v in batch.video_ids], device=batch.video.device)
         return cls(keys, batch.video_targets, batch.text_targets)

@@ -154,12 +154,12 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_since_reset_gb() -> float:
-    """This process's resident-memory high-water mark (VmHWM) in GB."""
+def status_gb(field: str) -> float | None:
+    """A memory figure of /proc/self/status (VmRSS: now, VmHWM: the high-water mark) in GB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) * 1024 / 1e9, 3)
-    return peak_rss_gb(resource.RUSAGE_SELF)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     peak_was_reset = reset_peak_rss()  # measure the loader and the steps, not the preparation
+    rss_before_loading = status_gb("VmRSS")  # the dataset index and the parsed captions
     loaders = []
     for workers in args.workers:
         config.train.num_workers = workers
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         "fed_steps": fed,
         "feature_files_gb": round(sum(f.stat().st_size for f in data_root.rglob("*.hdf5")) / 1e9, 3),
         "peak_rss_gb": {
-            "loading_and_training": peak_rss_since_reset_gb() if peak_was_reset else None,
+            "before_loading": rss_before_loading,
+            "loading_and_training": status_gb("VmHWM") if peak_was_reset else None,
             "whole_process": peak_rss_gb(resource.RUSAGE_SELF),
             "largest_loader_worker": peak_rss_gb(resource.RUSAGE_CHILDREN)},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

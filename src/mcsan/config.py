@@ -36,15 +36,15 @@ class DataConfig:
 @dataclass
 class VocabConfig:
     min_count: int = 2  # drop attributes seen fewer times than this in training captions
-    # relationship: 2,000 since 2026-11-26 (500 before), room for the role halves of rarer
-    # entities (docs/results-history.md)
+    # relationship: 2,000, room for the role halves of rarer entities
+    # (docs/results-history.md)
     top_k: dict[str, int] = field(
         default_factory=lambda: {"entity": 1000, "action": 500, "relationship": 2000}
     )
     word_min_count: int = 1  # word vocabulary for the text encoder
     # relationship labels: each subject-predicate-object triple also gives its role halves
     # "dog|chase|" and "|chase|cat", frequent enough to be kept and learned (vocab.py);
-    # off: whole triples only (the default before 2026-11-26)
+    # off: whole triples only
     relationship_halves: bool = True
     # entity labels and spans: also the adjectives that modify the entities ("small", "brown",
     # the "red" of "in a red shirt"; semantics.py, vocab.py)
@@ -132,8 +132,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # float16 autocast + gradient scaler, CUDA only. Off by default: at MSR-VTT sizes a step is
-    # hundreds of small kernels, and on an H200 AMP's casts made it 1.1-1.7x slower
-    # (benchmarks/README.md, "Training speed"); it pays where matrix products dominate
+    # hundreds of small kernels, and AMP's casts made it slower on a GPU (benchmarks/README.md,
+    # "Training speed"); it pays where matrix products dominate
     amp: bool = False
     # loader worker processes; -1 = automatic: 4 on CUDA (fewer on a machine with fewer cores),
     # where they hide the loader behind the GPU step, and 0 on the CPU, where they compete

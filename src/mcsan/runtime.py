@@ -19,7 +19,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-GPU_LOADER_WORKERS = 4  # on an H200 at MSR-VTT sizes, 4 hid the loader behind the step
+GPU_LOADER_WORKERS = 4  # at MSR-VTT sizes 4 hid the loader behind a GPU step (benchmarks/)
 
 
 def loader_workers(requested: int, device: torch.device) -> int:

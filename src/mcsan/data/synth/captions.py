@@ -81,7 +81,9 @@ DISTINCT_CAPTION_ATTEMPTS = 20  # redraws before a video may repeat a caption te
 @dataclass(frozen=True)
 class SynthCaption:
     text: str
-    template: str  # name from TRANSITIVE_TEMPLATES / INTRANSITIVE_TEMPLATES
+    # name from TRANSITIVE_TEMPLATES / INTRANSITIVE_TEMPLATES, or "sequence_" and a name
+    # from SEQUENCE_TEMPLATES
+    template: str
     agent: str  # the subject's noun phrase as written in the text
     agent_span: tuple[int, int]  # character span of ``agent`` in ``text``
     patient: str | None  # the object's noun phrase, None for an intransitive action
@@ -98,10 +100,10 @@ _TemplatePieces = list[tuple[str, str | None]]
 
 
 def _prepare_templates(
-    templates: tuple[tuple[str, str, float], ...],
+    templates: tuple[tuple[str, str, float], ...], prefix: str = ""
 ) -> tuple[list[tuple[str, str, _TemplatePieces]], list[float]]:
     prepared = [
-        (name, template, [(lit, field) for lit, field, _, _ in string.Formatter().parse(template)])
+        (prefix + name, template, [(lit, f) for lit, f, _, _ in string.Formatter().parse(template)])
         for name, template, _ in templates
     ]
     return prepared, list(itertools.accumulate(weight for _, _, weight in templates))
@@ -109,7 +111,7 @@ def _prepare_templates(
 
 _TRANSITIVE = _prepare_templates(TRANSITIVE_TEMPLATES)
 _INTRANSITIVE = _prepare_templates(INTRANSITIVE_TEMPLATES)
-_SEQUENCE = _prepare_templates(SEQUENCE_TEMPLATES)
+_SEQUENCE = _prepare_templates(SEQUENCE_TEMPLATES, prefix="sequence_")
 
 
 def write_captions(spec: VideoSpec, config: SynthConfig) -> list[SynthCaption]:
@@ -133,16 +135,43 @@ def write_captions(spec: VideoSpec, config: SynthConfig) -> list[SynthCaption]:
 def _write_caption(
     spec: VideoSpec, config: SynthConfig, garments: tuple[str, str], rng: random.Random
 ) -> SynthCaption:
+    """One caption: a template drawn by its weight, filled with words for the video's event
+    (or its two events in a row)."""
     if spec.extra_action is not None:
-        return _write_sequence_caption(spec, config, garments, rng)
-    templates, cumulative_weights = _TRANSITIVE if spec.object is not None else _INTRANSITIVE
+        (templates, cumulative_weights), words = _SEQUENCE, _sequence_words
+    elif spec.object is not None:
+        (templates, cumulative_weights), words = _TRANSITIVE, _event_words
+    else:
+        (templates, cumulative_weights), words = _INTRANSITIVE, _event_words
     name, template, pieces = rng.choices(templates, cum_weights=cumulative_weights)[0]
+    values = words(spec, config, garments, rng)
+    text, spans = _fill(template, pieces, values)
+    patient, agent_span, patient_span = values["p"], spans["a"], spans.get("p")
+    if patient is not None and patient_span is None:  # inside a verb phrase: "chases a cat"
+        start = next(i for i in _occurrences(text, patient)
+                     if not agent_span[0] <= i < agent_span[1])  # fmt: skip
+        patient_span = (start, start + len(patient))
+    return SynthCaption(
+        text=text,
+        template=name,
+        agent=values["a"],
+        agent_span=agent_span,
+        patient=patient,
+        patient_span=patient_span,
+    )
+
+
+def _event_words(
+    spec: VideoSpec, config: SynthConfig, garments: tuple[str, str], rng: random.Random
+) -> dict[str, str | None]:
+    """The fields of :data:`TRANSITIVE_TEMPLATES` / :data:`INTRANSITIVE_TEMPLATES` for the
+    event of ``spec`` ("p" is None for an intransitive action)."""
     v3, ving, vpp = rng.choice(_VERBS[spec.action])
     scene = rng.choice(_SCENE_PHRASES[spec.scene])
     mention_scene = rng.random() < config.scene_mention_probability
     agent = _noun_phrase(spec.subject, garments[0], config, rng)
     patient = None if spec.object is None else _noun_phrase(spec.object, garments[1], config, rng)
-    values = {
+    return {
         "a": agent,
         "p": patient,
         "v3": v3,
@@ -151,25 +180,16 @@ def _write_caption(
         "pp": f" {scene}" if mention_scene else "",
         "scene": scene,
     }
-    text, spans = _fill(template, pieces, values)
-    return SynthCaption(
-        text=text,
-        template=name,
-        agent=agent,
-        agent_span=spans["a"],
-        patient=patient,
-        patient_span=spans.get("p"),
-    )
 
 
-def _write_sequence_caption(
+def _sequence_words(
     spec: VideoSpec, config: SynthConfig, garments: tuple[str, str], rng: random.Random
-) -> SynthCaption:
-    """ "a dog chases a cat and then jumps", "a dog jumps after chasing a cat": the two events
-    of a sequence video joined by an order connective, in either direction."""
+) -> dict[str, str | None]:
+    """The fields of :data:`SEQUENCE_TEMPLATES` for the two events of ``spec``, the main
+    event's verb phrase with its object ("chases a cat"), so that "a dog chases a cat and then
+    jumps" and "a dog jumps after chasing a cat" come out; "p" (the object's noun phrase) is
+    no template field, only what :func:`_write_caption` looks for in the text."""
     assert spec.object is not None and spec.extra_action is not None
-    templates, cumulative_weights = _SEQUENCE
-    name, template, pieces = rng.choices(templates, cum_weights=cumulative_weights)[0]
     agent = _noun_phrase(spec.subject, garments[0], config, rng)
     patient = _noun_phrase(spec.object, garments[1], config, rng)
     v3, ving, _ = rng.choice(_VERBS[spec.action])
@@ -180,8 +200,9 @@ def _write_sequence_caption(
     pronoun = PRONOUNS.get(spec.subject.entity)
     if pronoun is None or PRONOUNS.get(spec.object.entity) == pronoun:
         pronoun = f"the {rng.choice(_ENTITY_SYNONYMS[spec.subject.entity][1])}"
-    values = {
+    return {
         "a": agent,
+        "p": patient,
         "s": pronoun,
         "v1": first[0],
         "ing1": first[1],
@@ -191,17 +212,6 @@ def _write_sequence_caption(
         if rng.random() < config.scene_mention_probability
         else "",
     }
-    text, spans = _fill(template, pieces, values)
-    agent_span = spans["a"]
-    starts = [i for i in _occurrences(text, patient) if not agent_span[0] <= i < agent_span[1]]
-    return SynthCaption(
-        text=text,
-        template=f"sequence_{name}",
-        agent=agent,
-        agent_span=agent_span,
-        patient=patient,
-        patient_span=(starts[0], starts[0] + len(patient)),
-    )
 
 
 def _occurrences(text: str, part: str) -> list[int]:

@@ -4,9 +4,10 @@ and the split sizes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from mcsan.config import build_config, set_overrides
 from mcsan.data.synth.lexicon import ENTITIES, INTRANSITIVE_ACTIONS, SCENES, TRANSITIVE_ACTIONS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -14,6 +15,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """Every setting of the synthetic benchmark, checked when a config is made."""
+
     seed: int = 0
     num_videos: int = 1500
     captions_per_video: int = 5
@@ -45,6 +48,12 @@ class SynthConfig:
     val_fraction: float = 0.1  # test gets the rest
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> SynthConfig:
+        """This config, when every value makes sense; a ValueError naming the first that
+        does not (a config is checked when it is made)."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"SynthConfig: {message}")
@@ -120,6 +129,7 @@ class SynthConfig:
             all(n >= 1 for n in sizes.values()),
             f"split sizes {sizes}; raise num_videos or change the split fractions",
         )
+        return self
 
     @classmethod
     def preset(cls, name: str, **values: Any) -> SynthConfig:
@@ -131,11 +141,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SynthConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise KeyError(f"unknown SynthConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return build_config(cls, data, "synth config")
 
 
 # Named sizes. "tiny" is for tests, "small" the demo (a minute or two of CPU training),
@@ -203,31 +209,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 def synth_config(
     preset: str = "small", overrides: Sequence[str] = (), **values: Any
 ) -> SynthConfig:
-    """A preset, changed by ``key=value`` strings (as from a command line) and keyword values.
+    """A preset, changed by ``key=value`` strings (as from a command line; parsed and checked
+    as :func:`mcsan.config.apply_overrides` does) and then by keyword values.
 
     >>> synth_config("tiny", ["seed=3"], noise=0.2).seed
     3
     """
     if preset not in PRESETS:
         raise KeyError(f"unknown synth preset {preset!r}; choose from {sorted(PRESETS)}")
-    settings: dict[str, Any] = dict(PRESETS[preset])
-    types = {f.name: f.type for f in fields(SynthConfig)}
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.strip()
-        if not sep or key not in types:
-            raise KeyError(
-                f"synth override {override!r}: expected key=value with key one of {sorted(types)}"
-            )
-        kind = {"int": int, "float": float}[types[key]]
-        try:
-            settings[key] = kind(raw)
-        except ValueError as error:
-            raise ValueError(
-                f"synth override {override!r}: {raw!r} is not a {types[key]}"
-            ) from error
-    settings.update(values)
-    return SynthConfig(**settings)
+    settings = set_overrides(SynthConfig(**PRESETS[preset]).to_dict(), overrides)
+    return build_config(SynthConfig, {**settings, **values})
 
 
 def split_sizes(config: SynthConfig) -> dict[str, int]:

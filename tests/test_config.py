@@ -51,6 +51,14 @@ def test_scalars_are_coerced_or_rejected():
         apply_overrides(Config(), ["train.lr=fast"])
 
 
+def test_booleans_are_no_numbers_and_integers_are_decimal():
+    with pytest.raises(ValueError, match="train.epochs=True is not an integer"):
+        apply_overrides(Config(), ["train.epochs=true"])
+    with pytest.raises(ValueError, match="loss.margin=False is not a number"):
+        apply_overrides(Config(), ["loss.margin=false"])
+    assert apply_overrides(Config(), ["train.epochs=010"]).train.epochs == 10  # no octal
+
+
 def test_loader_workers_are_automatic_by_default(monkeypatch):
     config = Config()
     assert config.train.num_workers == -1 and config.train.amp is False

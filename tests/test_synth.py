@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import spacy
 
+from mcsan.config import apply_overrides
 from mcsan.data.caption_parse import CaptionParse, relationship
 from mcsan.data.layouts import read_dataset
 from mcsan.data.semantics import CaptionParser, load_spacy
@@ -463,6 +464,26 @@ def test_presets_and_overrides() -> None:
         synth_config("tiny", ["no_such_field=1"])
     with pytest.raises(ValueError, match="noise"):
         synth_config("tiny", ["noise=loud"])
+
+
+def test_synth_settings_are_parsed_and_checked_as_config_overrides_are() -> None:
+    with pytest.raises(KeyError, match=r"override 'nois=0.5': no config field 'nois'; did you "
+                                       r"mean noise\?"):
+        synth_config("tiny", ["nois=0.5"])
+    with pytest.raises(ValueError, match=r"^num_videos='many' is not an integer"):
+        synth_config("tiny", ["num_videos=many"])
+    with pytest.raises(ValueError, match=r"^noise=True is not a number"):
+        synth_config("tiny", ["noise=true"])
+    with pytest.raises(ValueError, match="role_swap_fraction=1.5; must lie in"):  # validate()
+        synth_config("tiny", ["role_swap_fraction=1.5"])
+    with pytest.raises(KeyError, match=r"did you mean 'noise'\?"):
+        SynthConfig.from_dict({**synth_config("tiny").to_dict(), "nois": 0.5})
+    # integers are decimal ("010" is no octal), an integer given for a float becomes one
+    config = synth_config("tiny", ["seed=010", "noise=1"])
+    assert (config.seed, config.noise) == (10, 1.0) and isinstance(config.noise, float)
+    # the one parser of mcsan.config, applied to a SynthConfig
+    assert apply_overrides(config, ["frames=12"]) == SynthConfig.preset(
+        "tiny", seed=10, noise=1.0, frames=12)
 
 
 def test_config_without_intransitive_videos_has_none() -> None:

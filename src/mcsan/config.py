@@ -10,15 +10,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
 from mcsan import ATTRIBUTE_LEVELS, LEVELS
 from mcsan.atomic import replace_json
+
+ConfigT = TypeVar("ConfigT")  # a config dataclass with a validate() method that returns it
+_DECIMAL_INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
 @dataclass
@@ -227,11 +232,11 @@ class Config:
         replace_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
-        return _build(cls, data, "config").validate()
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        return build_config(cls, data, "config")
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
+    def load(cls, path: str | Path, overrides: Sequence[str] | None = None) -> Config:
         """Load a JSON or YAML config file and apply ``a.b=value`` overrides."""
         path = Path(path)
         if not path.is_file():
@@ -242,12 +247,28 @@ class Config:
         return apply_overrides(config, overrides or [])
 
 
-def apply_overrides(config: Config, overrides: list[str]) -> Config:
-    """Apply ``section.key=value`` strings; values are parsed as YAML (numbers, lists, bools)."""
-    data = config.to_dict()
+def apply_overrides(config: ConfigT, overrides: Sequence[str]) -> ConfigT:
+    """``config`` with ``key=value`` strings applied, checked and validated: a new config.
+
+    ``config`` is any config dataclass with a ``validate()`` method (:class:`Config`,
+    :class:`mcsan.data.synth.SynthConfig`); keys name a field or a dotted path into nested
+    dataclasses and mappings (``train.lr=3e-4``, ``vocab.top_k.entity=800``, ``noise=0.5``).
+    """
+    return build_config(type(config), set_overrides(asdict(config), overrides))
+
+
+def set_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set ``key=value`` strings in ``data`` (a config as :func:`dataclasses.asdict` gives it)
+    and return it. A key must already be there (an unknown one is refused with the closest
+    known key); values are parsed as YAML (numbers, lists, bools), except that an integer is
+    always decimal (``seed=010`` is 10, where YAML would read octal 8). Types are checked by
+    :func:`build_config`."""
     for override in overrides:
         if "=" not in override:
-            raise ValueError(f"override {override!r} must look like section.key=value")
+            raise ValueError(
+                f"override {override!r} must look like key=value (a dotted key for a nested "
+                "field: train.lr=3e-4)"
+            )
         dotted, raw = override.split("=", 1)
         keys = dotted.strip().split(".")
         node = data
@@ -259,31 +280,45 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
                 hint = f"; did you mean {'.'.join([*keys[:depth], close[0]])}?" if close else ""
                 raise KeyError(f"override {override!r}: no config field {where!r}{hint}")
             if depth == len(keys) - 1:
-                node[key] = yaml.safe_load(raw)
+                node[key] = _parse_value(raw)
             else:
                 node = node[key]
-    return Config.from_dict(data)
+    return data
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build a dataclass from a dict, rejecting unknown keys with the path that holds them."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+def build_config(cls: type[ConfigT], data: Mapping[str, Any], where: str = "") -> ConfigT:
+    """A ``cls`` config from a mapping (nested mappings for nested dataclasses), every field's
+    type checked, then validated by its ``validate()``. Errors name the field by its dotted
+    path, after ``where`` (a file, or "config") when one is given."""
+    return _build(cls, data, where).validate()
+
+
+def _parse_value(raw: str) -> Any:
+    text = raw.strip()
+    return int(text) if _DECIMAL_INTEGER.fullmatch(text) else yaml.safe_load(raw)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build a dataclass from a mapping, rejecting unknown keys with the path that holds them."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where or cls.__name__}: expected a mapping for {cls.__name__}, got "
+                        f"{type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(known), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"{where}: unknown field(s) {unknown} in {cls.__name__}{hint}; known: "
+        prefix = f"{where}: " if where else ""
+        raise KeyError(f"{prefix}unknown field(s) {unknown} in {cls.__name__}{hint}; known: "
                        f"{sorted(known)}")
     hints = get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        hint = hints[name]
+        hint, path = hints[name], f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{where}.{name}")
+            kwargs[name] = _build(hint, value, path)
         else:
-            kwargs[name] = _coerce(value, hint, f"{where}.{name}")
+            kwargs[name] = _coerce(value, hint, path)
     return cls(**kwargs)
 
 
@@ -302,12 +337,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{where}={value!r} is not a list of names")
         return value
-    if hint is float and not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}={value!r} is not a number") from None
-    if hint is int and not isinstance(value, int):
+    if hint is float:
+        if not isinstance(value, bool):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                pass
+        raise ValueError(f"{where}={value!r} is not a number")
+    if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise ValueError(f"{where}={value!r} is not an integer")
     if hint is bool and not isinstance(value, bool):
         raise ValueError(f"{where}={value!r} is not true/false")

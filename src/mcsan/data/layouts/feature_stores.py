@@ -70,13 +70,28 @@ class _ShapesStore(_IndexedStore):
 class HDF5FeatureStore(_ShapesStore):
     """Frame features in one HDF5 file: one ``(frames, dim)`` dataset per video.
 
-    The file is opened on first read in each process, never at construction, so the store
-    pickles before a data-loader fork and every worker opens its own handle.
+    A dataset may be an HDF5 external link to another file, as in a file that ``mcsan
+    extract`` added videos to (links to ``.<feature>.segments/<n>.hdf5``). :meth:`open`
+    resolves the links once, and reads go straight to the linked files: following a link on
+    every read costs more than reading a small video. Files are opened on first read in each
+    process, never at construction, so the store pickles before a data-loader fork and every
+    worker opens its own handles, one per file.
     """
 
-    def __init__(self, name: str, path: Path, keys: dict[str, str]) -> None:
-        super().__init__(name, path, keys)  # video id -> HDF5 dataset name
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        keys: dict[str, str],
+        links: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(name, path, keys)  # video id -> HDF5 dataset name in ``path``
+        # dataset name -> (the file it links to, the dataset's name in that file)
+        self._links = links or {}
         self._file = LazyHandle(partial(h5py.File, str(path), "r"))
+        self._linked_files = {
+            file: LazyHandle(partial(h5py.File, file, "r")) for file, _ in self._links.values()
+        }
 
     @classmethod
     def open(
@@ -90,26 +105,40 @@ class HDF5FeatureStore(_ShapesStore):
         try:
             with h5py.File(path, "r") as file:
                 keys = list(file.keys())
+                links = _external_links(file, path.parent)
         except OSError as error:
             raise DataValidationError(
                 f"{path}: cannot be opened as HDF5 ({error}). Fix: re-copy or re-extract it"
             ) from error
         if video_ids is None:
-            return cls(name, path, {key: key for key in keys})
-        present = set(keys)
-        return cls(name, path, {vid: key_of(vid) for vid in video_ids if key_of(vid) in present})
+            index = {key: key for key in keys}
+        else:
+            present = set(keys)
+            index = {vid: key_of(vid) for vid in video_ids if key_of(vid) in present}
+        return cls(name, path, index, {key: links[key] for key in index.values() if key in links})
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every video's ``(frames, dim)`` shape, from file metadata (no feature read)."""
+        """Every readable video's ``(frames, dim)`` shape, from file metadata (no feature read);
+        () for a name that is not a dataset."""
         if self._shapes is None:
-            with h5py.File(self.path, "r") as file:
-                self._shapes = {
-                    vid: _frames_shape(_hdf5_shape(file, key)) for vid, key in self._index.items()
-                }
+            shapes = {}
+            for video_id, key in self._index.items():
+                try:
+                    shapes[video_id] = _frames_shape(self._dataset(video_id).shape)
+                except KeyError:
+                    shapes[video_id] = ()  # a group, not a dataset
+                except OSError:
+                    if key not in self._links:
+                        raise
+                    # a linked file that cannot be opened: shape() raises why
+            self._shapes = shapes
         return self._shapes
 
     def shape(self, video_id: str) -> tuple[int, ...]:
-        return self.shapes()[video_id]
+        shapes = self.shapes()
+        if video_id in shapes:
+            return shapes[video_id]
+        return _frames_shape(self._dataset(video_id).shape)
 
     def dataset_name(self, video_id: str) -> str:
         """The name of the video's HDF5 dataset in the file."""
@@ -117,16 +146,30 @@ class HDF5FeatureStore(_ShapesStore):
 
     def get(self, video_id: str) -> np.ndarray:
         """``(frames, dim)`` float32 features of one video."""
-        key = self._locate(video_id)
-        # the low-level read skips h5py's selection machinery: about twice as fast per video
-        dataset = h5py.h5d.open(self._file.get().id, key.encode("utf-8"))
+        dataset = self._dataset(video_id)
         shape = _frames_shape(dataset.shape)
         if len(shape) != 2:
             raise ValueError(f"{self.path}: video {video_id} has features of shape {dataset.shape}")
         values = np.empty(dataset.shape, np.float32)  # HDF5 converts other float types
         if values.size:
+            # the low-level read skips h5py's selection machinery: about twice as fast per video
             dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
         return values.reshape(shape)
+
+    def _dataset(self, video_id: str) -> h5py.h5d.DatasetID:
+        """The video's dataset, opened in the file that holds it (a linked file directly)."""
+        key = self._locate(video_id)
+        if key not in self._links:
+            return h5py.h5d.open(self._file.get().id, key.encode("utf-8"))
+        file, name = self._links[key]
+        try:
+            handle = self._linked_files[file].get()
+        except OSError as error:
+            raise OSError(
+                f"{self.path}: video {video_id} links to {file}, which cannot be opened "
+                f"({error}). Fix: copy the files it links to along with it, or re-extract"
+            ) from error
+        return h5py.h5d.open(handle.id, name.encode("utf-8"))
 
 
 class NpyDirFeatureStore(_ShapesStore):
@@ -208,12 +251,23 @@ class RowFeatureStore(_IndexedStore):
         return np.asarray(self._matrix.get()[rows], dtype=np.float32).reshape(len(rows), self.dim)
 
 
-def _hdf5_shape(file: h5py.File, key: str) -> tuple[int, ...]:
-    """A dataset's shape through the low-level API (twice as fast); () for a group."""
-    try:
-        return h5py.h5d.open(file.id, key.encode("utf-8")).shape
-    except KeyError:
-        return ()
+def _external_links(file: h5py.File, directory: Path) -> dict[str, tuple[str, str]]:
+    """Name -> (linked file, dataset name in it) of each external link at the top of ``file``;
+    a relative file name is taken relative to ``directory``, that of the linking file."""
+    external: list[bytes] = []
+
+    def collect(name: bytes, info: h5py.h5l.LinkInfo) -> None:
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            external.append(name)
+
+    # the low-level calls take a quarter of the time of file.get(name, getlink=True)
+    file.id.links.iterate(collect, info=True)
+    links = {}
+    files: dict[str, str] = {}  # one string per linked file, shared by its links
+    for name in external:
+        target, path = (value.decode("utf-8") for value in file.id.links.get_val(name))
+        links[name.decode("utf-8")] = (files.setdefault(target, str(directory / target)), path)
+    return links
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:

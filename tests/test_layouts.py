@@ -6,6 +6,7 @@ import csv
 import json
 import multiprocessing
 import pickle
+import re
 import shutil
 import tracemalloc
 import zipfile
@@ -355,6 +356,62 @@ def test_bigfile_features_are_memory_mapped_not_loaded(
     assert store._matrix._handle is None  # nothing opened until a video is requested
     store.get("v1")
     assert isinstance(store._matrix._handle, np.memmap)
+
+
+def segment_features(path: Path, segments: int) -> dict[str, np.ndarray]:
+    """Rewrite an HDF5 feature file as ``mcsan extract`` leaves it after adding videos: the
+    videos spread over ``.<name>.segments/<n>.hdf5`` and ``path`` one external link per video."""
+    with h5py.File(path, "r") as file:
+        values = {key: file[key][()] for key in file}
+    directory = path.with_name(f".{path.stem}.segments")
+    directory.mkdir()
+    where = {video_id: f"{i % segments}.hdf5" for i, video_id in enumerate(values)}
+    for video_id, name in where.items():
+        with h5py.File(directory / name, "a") as segment:
+            segment.create_dataset(video_id, data=values[video_id])
+    with h5py.File(path, "w") as file:
+        for video_id, name in where.items():
+            file[video_id] = h5py.ExternalLink(f"{directory.name}/{name}", f"/{video_id}")
+    return values
+
+
+def test_hdf5_store_reads_external_links_to_segment_files(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "msrvtt"
+    write_msrvtt(root)
+    expected = segment_features(root / "features" / "clip.hdf5", segments=2)
+    elsewhere = tmp_path / "elsewhere"  # segments are found beside the file, not in the cwd
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    store = read_dataset(root, features=["clip"], progress=False)["train"].features[0]
+    assert isinstance(store, HDF5FeatureStore)
+    assert store.dim == 2
+    for video_id, values in expected.items():
+        assert store.shape(video_id) == values.shape
+        np.testing.assert_array_equal(store.get(video_id), values)
+    payload = pickle.dumps(store)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        from_child = pool.map(_read_in_child, [payload])[0]
+    np.testing.assert_array_equal(from_child, expected["v2"])
+
+
+def test_a_missing_segment_file_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "msrvtt"
+    write_msrvtt(root)
+    expected = segment_features(root / "features" / "clip.hdf5", segments=2)
+    segment = root / "features" / ".clip.segments" / "1.hdf5"  # v1 and v3
+    segment.unlink()
+    missing = f"v1 links to {re.escape(str(segment))}, which cannot be opened"
+    with pytest.raises(DataValidationError, match=missing):
+        read_dataset(root, features=["clip"], progress=False)
+    dataset, report = read_dataset_with_report(
+        root, features=["clip"], skip_invalid=True, progress=False
+    )
+    assert dataset["train"].video_ids == ["v0"]
+    assert any(f"v3 links to {segment}, which" in item.reason for item in report.skipped)
+    store = dataset["train"].features[0]
+    np.testing.assert_array_equal(store.get("v0"), expected["v0"])
+    with pytest.raises(OSError, match=missing):
+        store.get("v1")
 
 
 # --------------------------------------------------------------------------- writers

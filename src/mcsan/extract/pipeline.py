@@ -19,7 +19,8 @@ Output, in ``out``:
     that adds videos writes them into a segment file of its own,
     ``.<feature>.segments/<n>.hdf5``, and ``<feature>.hdf5`` becomes a small file of HDF5
     external links, one per video, to the segment that holds it (HDF5 follows them when the
-    file is read; the segments are found relative to it, so the two move together); the
+    file is read, and :class:`~mcsan.data.layouts.HDF5FeatureStore` resolves them once when
+    it opens the file; the segments are found relative to it, so the two move together); the
     first run's file is segment ``0``, under a second name (a hard link; a copy on a file
     system without them). A segment is never written again once finished, so adding videos
     never rewrites the features already there.

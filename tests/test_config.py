@@ -95,6 +95,11 @@ def test_a_list_of_names_takes_one_name_or_a_comma_list():
     ("train.batch_size=1", "train.batch_size=1; it must be at least 2"),
     ("train.lr=-1e-3", "train.lr=-0.001; it must be >= 0"),
     ("model.dropout=1.5", "model.dropout=1.5; choose a value in [0, 1)"),
+    ("model.hidden_dim=33", "model.hidden_dim=33 must be even for the BiGRU"),
+    ("model.level_weights.global=-1", "model.level_weights.global=-1.0; weights must be >= 0"),
+    ("train.schedule=linear", "train.schedule='linear'; choose cosine, step or constant"),
+    ("train.backbone_lr=-1", "train.backbone_lr=-1.0; it must be >= 0"),
+    ("train.accumulate_steps=0", "train.accumulate_steps=0; it must be at least 1"),
     ("eval.split=''", "eval.split is empty"),
     ("train.epochz=3", "did you mean train.epochs?"),
 ])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,34 @@ class ModelConfig:
     def active_levels(self) -> tuple[str, ...]:
         """``levels`` in the canonical order of ``mcsan.LEVELS`` (how every module lists them)."""
         return tuple(level for level in LEVELS if level in self.levels)
+
+    def validate(self) -> ModelConfig:
+        """Check the model's settings (``Config.validate`` and ``MCSAN`` call this)."""
+        unknown = [level for level in self.levels if level not in LEVELS]
+        if unknown:
+            raise ValueError(f"model.levels has unknown level(s) {unknown}; choose from {list(LEVELS)}")
+        if not self.levels:
+            raise ValueError("model.levels is empty; keep at least one of " + ", ".join(LEVELS))
+        for level in self.active_levels:
+            if level not in self.level_weights:
+                raise ValueError(f"model.level_weights has no weight for active level {level!r}")
+            weight = self.level_weights[level]
+            if not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"model.level_weights.{level}={weight}; weights must be >= 0")
+        if sum(self.level_weights[level] for level in self.active_levels) <= 0:
+            raise ValueError(
+                f"model.level_weights are all zero for the levels {list(self.active_levels)}"
+            )
+        for name in ("embed_dim", "hidden_dim", "word_dim", "num_entity_queries",
+                     "num_action_queries", "num_relationship_queries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}={getattr(self, name)}; it must be at least 1")
+        if self.text_encoder == "gru" and self.hidden_dim % 2:
+            raise ValueError(f"model.hidden_dim={self.hidden_dim} must be even for the BiGRU "
+                             "(half of it each way)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout={self.dropout}; choose a value in [0, 1)")
+        return self
 
 
 @dataclass
@@ -171,11 +200,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> Config:
-        unknown = [level for level in self.model.levels if level not in LEVELS]
-        if unknown:
-            raise ValueError(f"model.levels has unknown level(s) {unknown}; choose from {list(LEVELS)}")
-        if not self.model.levels:
-            raise ValueError("model.levels is empty; keep at least one of " + ", ".join(LEVELS))
+        self.model.validate()
+        if self.train.schedule not in ("cosine", "step", "constant"):
+            raise ValueError(
+                f"train.schedule={self.train.schedule!r}; choose cosine, step or constant"
+            )
         if self.loss.attribute_loss not in ("focal", "bce", "none"):
             raise ValueError(
                 f"loss.attribute_loss={self.loss.attribute_loss!r}; choose focal, bce or none"
@@ -194,9 +223,7 @@ class Config:
         if bad_top_k:
             raise ValueError(f"vocab.top_k has unknown level(s) {bad_top_k}")
         at_least = {  # field -> smallest value that makes sense
-            "model.embed_dim": 1, "model.hidden_dim": 1, "model.word_dim": 1,
-            "model.num_entity_queries": 1, "model.num_action_queries": 1,
-            "model.num_relationship_queries": 1, "data.max_frames": 1, "data.max_words": 1,
+            "data.max_frames": 1, "data.max_words": 1, "train.threads": 0,
             "vocab.min_count": 1, "vocab.word_min_count": 1, "train.epochs": 1,
             "train.batch_size": 2, "train.accumulate_steps": 1, "train.warmup_steps": 0,
             "train.eval_every": 1,
@@ -207,12 +234,10 @@ class Config:
             value = self._field(name)
             if value < smallest:
                 raise ValueError(f"{name}={value}; it must be at least {smallest}")
-        for name in ("train.lr", "loss.attribute_weight", "loss.kl_weight", "loss.margin",
-                     "train.weight_decay", "train.grad_clip"):
+        for name in ("train.lr", "train.backbone_lr", "loss.attribute_weight", "loss.kl_weight",
+                     "loss.margin", "train.weight_decay", "train.grad_clip"):
             if not self._field(name) >= 0:
                 raise ValueError(f"{name}={self._field(name)}; it must be >= 0")
-        if not 0 <= self.model.dropout < 1:
-            raise ValueError(f"model.dropout={self.model.dropout}; choose a value in [0, 1)")
         if not self.eval.split:
             raise ValueError("eval.split is empty; name a split (test, val, test_1k, ...)")
         return self

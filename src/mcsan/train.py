@@ -92,8 +92,6 @@ def parameter_groups(model: MCSAN, config: Config) -> list[dict]:
     backbone = getattr(model.text, "backbone", None)
     if backbone is None:
         return [{"params": list(model.parameters())}]
-    if config.train.backbone_lr < 0:
-        raise ValueError(f"train.backbone_lr={config.train.backbone_lr} must be >= 0")
     backbone_ids = {id(p) for p in backbone.parameters()}
     rest = [p for p in model.parameters() if id(p) not in backbone_ids]
     if config.train.backbone_lr == 0:

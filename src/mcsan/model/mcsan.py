@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mcsan import ATTRIBUTE_LEVELS, LEVELS
+from mcsan import ATTRIBUTE_LEVELS
 from mcsan.config import ModelConfig
 from mcsan.data.batches import Batch
 from mcsan.model.attributes import AttributeProjection
@@ -42,12 +42,10 @@ class MCSAN(nn.Module):
         """``attribute_heads``: build the attribute projection (the loss's attribute and KL
         terms read it; ``losses.uses_attribute_heads``)."""
         super().__init__()
-        unknown = [level for level in config.levels if level not in LEVELS]
-        if unknown or not config.levels:
-            raise ValueError(f"model.levels={config.levels}; choose a non-empty subset of {LEVELS}")
+        config.validate()
         self.config = config
         self.levels = config.active_levels
-        self.level_weights = self._checked_weights(config)
+        self.level_weights = {level: float(config.level_weights[level]) for level in self.levels}
 
         self.video = VideoEncoder(video_dim, config, region_dim)
         self.text = TextEncoder(vocab_size, config)
@@ -66,20 +64,6 @@ class MCSAN(nn.Module):
                 {level: attribute_sizes[level] for level in attribute_levels},
                 shared=config.shared_attribute_projection,
             )
-
-    @staticmethod
-    def _checked_weights(config: ModelConfig) -> dict[str, float]:
-        weights = {}
-        for level in config.active_levels:
-            if level not in config.level_weights:
-                raise KeyError(f"model.level_weights has no weight for active level {level!r}")
-            weight = float(config.level_weights[level])
-            if weight < 0 or not math.isfinite(weight):
-                raise ValueError(f"model.level_weights[{level!r}]={weight}; weights must be >= 0")
-            weights[level] = weight
-        if sum(weights.values()) <= 0:
-            raise ValueError(f"model.level_weights are all zero for the levels {list(weights)}")
-        return weights
 
     # ----- embeddings and scores -----------------------------------------------------------
     def encode_video(

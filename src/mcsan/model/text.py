@@ -158,9 +158,7 @@ class TextEncoder(nn.Module):
         self.kind = config.text_encoder
         # caption words -> its word states (words, Hb), once the backbone is frozen
         self.frozen_word_states: dict[tuple[str, ...], torch.Tensor] | None = None
-        if self.kind == "gru":
-            if hidden % 2:
-                raise ValueError(f"model.hidden_dim={hidden} must be even for the BiGRU")
+        if self.kind == "gru":  # hidden is even (ModelConfig.validate)
             self.embedding = nn.Embedding(vocab_size, config.word_dim, padding_idx=WORD_PAD)
             self.gru = nn.GRU(config.word_dim, hidden // 2, batch_first=True, bidirectional=True)
         elif self.kind == "sentence_transformer":

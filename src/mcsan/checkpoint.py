@@ -46,7 +46,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mcsan.atomic import fsync_directory, fsync_file, replace_json
-from mcsan.config import Config
+from mcsan.config import Config, apply_overrides
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -241,13 +241,16 @@ LEGACY_MODEL_SETTINGS = {"event_order": False}
 
 def _saved_config(path: Path) -> Config:
     """The run's config; settings it predates take their legacy values, not today's defaults."""
-    saved = _read_json(path) if path.is_file() else {}
-    model = saved.get("model", {}) if isinstance(saved, dict) else {}
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the checkpoint is incomplete")
+    saved = _read_json(path)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} holds no config object; the checkpoint is damaged")
     legacy = [
         f"model.{key}={str(value).lower()}"
-        for key, value in LEGACY_MODEL_SETTINGS.items() if key not in model
+        for key, value in LEGACY_MODEL_SETTINGS.items() if key not in saved.get("model", {})
     ]  # fmt: skip
-    return Config.load(path, legacy)
+    return apply_overrides(Config.from_dict(saved), legacy)
 
 
 def load_checkpoint(directory: str | Path) -> Checkpoint:

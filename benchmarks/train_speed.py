@@ -10,6 +10,11 @@ global, full, ...) so machine load hits both alike; the figure that matters is t
     .venv/bin/python benchmarks/train_speed.py [--steps 6] [--threads N] [--device cpu|cuda] [--amp]
     .venv/bin/python benchmarks/train_speed.py --profile     # where the full model's step goes
 
+Beside the times, the arithmetic: the floating-point operations of one step of each
+configuration (``torch.utils.flop_counter``: matrix products and convolutions, forward and
+backward) and this machine's matrix-product rate measured in the same run, which bound the
+samples/s any implementation of the same model can reach here.
+
 ``--amp`` runs the forward pass under float16 autocast with a gradient scaler, as ``mcsan train``
 does on CUDA. Writes benchmarks/results/train_speed[-cuda][-amp].json.
 """
@@ -82,6 +87,31 @@ def step(model, optimizer, scaler, batch: Batch, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
+def step_flops(model, optimizer, scaler, batch: Batch, device: torch.device) -> int:
+    """Floating-point operations of one training step (forward and backward products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(model, optimizer, scaler, batch, device)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(device: torch.device, repeats: int = 20) -> float:
+    """This machine's rate on a product of the model's commonest shape (frames x features
+    into the hidden size), in GFLOP/s."""
+    a = torch.randn(BATCH * FRAMES, VIDEO_DIM, device=device)
+    b = torch.randn(VIDEO_DIM, EMBED, device=device)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * BATCH * FRAMES * VIDEO_DIM * EMBED * repeats / (time.perf_counter() - started) / 1e9
+
+
 def profile(model, optimizer, scaler, batch: Batch, device: torch.device) -> list[dict]:
     """The 25 ops with the most self CPU time over 2 steps of ``model``, printed and returned."""
     from torch.profiler import ProfilerActivity
@@ -138,13 +168,19 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(), "batch": BATCH, "embed": EMBED,
         "attributes": ATTRIBUTES, "configs": {}}
+    rate = matmul_gflops(device)
+    result["matmul_gflops"] = rate
     for name, samples in times.items():
         median = statistics.median(samples)
         params = sum(p.numel() for p in models[name][0].parameters())
+        flops = step_flops(*models[name], scalers[name], batch, device)
         result["configs"][name] = {"median_step_s": median, "min_step_s": min(samples),
-                                   "samples_per_s": BATCH / median, "parameters": params}
+                                   "samples_per_s": BATCH / median, "parameters": params,
+                                   "gflop_per_step": flops / 1e9,
+                                   "bound_samples_per_s": BATCH * rate * 1e9 / flops}
         print(f"{name:<12} {params / 1e6:6.1f}M params  median step {median:.3f} s  "
-              f"{BATCH / median:7.1f} samples/s")
+              f"{BATCH / median:7.1f} samples/s  {flops / 1e9:6.1f} GFLOP/step  "
+              f"bound {BATCH * rate * 1e9 / flops:6.1f} samples/s at {rate:.0f} GFLOP/s")
     ratio = result["configs"]["full"]["median_step_s"] / result["configs"]["global_only"][
         "median_step_s"]
     result["full_over_global_cost"] = ratio

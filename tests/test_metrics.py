@@ -123,6 +123,19 @@ def test_heavy_ties_match_sort_reference(chunk_size):
     assert_matches_reference(text, video, caption_to_video, WEIGHTS, chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 6, 25])
+def test_captions_in_video_order_match_sort_reference(chunk_size, monkeypatch):
+    # each video's captions in a row, as datasets list them: once a chunk holds a video's last
+    # caption its best score is known and later chunks count against it exactly
+    calls = count_second_passes(monkeypatch)
+    generator = torch.Generator().manual_seed(12)
+    caption_to_video = make_captions(40, generator, max_captions=5).sort().values
+    text = random_levels(caption_to_video.numel(), DIMS, generator, torch.float32)
+    video = random_levels(40, DIMS, generator, torch.float32)
+    assert_matches_reference(text, video, caption_to_video, WEIGHTS, chunk_size=chunk_size)
+    assert not calls
+
+
 def test_float32_normalised_embeddings_match_reference():
     generator = torch.Generator().manual_seed(2)
     caption_to_video = make_captions(120, generator)

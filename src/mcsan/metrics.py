@@ -240,28 +240,30 @@ def _rounding_unit(inputs: _ScoringInputs) -> float:
 
 @dataclass
 class _GroundTruths:
-    """Per level, each caption's score with its own video as a row-wise dot product, and the
-    size ``|t_l| |v_l|`` that bounds its rounding."""
+    """Per level, each caption's score with its own video as a row-wise dot product in
+    float64, and the size ``|t_l| |v_l|`` that bounds its rounding in the pass."""
 
-    score: dict[str, torch.Tensor]  # level -> (M,)
-    size: dict[str, torch.Tensor]  # level -> (M,)
+    score: dict[str, torch.Tensor]  # level -> (M,) float64
+    size: dict[str, torch.Tensor]  # level -> (M,) float64
 
 
-def _ground_truths(inputs: _ScoringInputs, chunk_size: int) -> _GroundTruths:
+def _ground_truths(inputs: _ScoringInputs) -> _GroundTruths:
     """The pre-pass over every caption (module docstring); it also rejects NaN / Inf text."""
     num_captions = inputs.num_captions
-    truths = _GroundTruths({}, {})
-    for level in inputs.text:
-        truths.score[level] = torch.empty(num_captions, dtype=inputs.dtype, device=inputs.device)
-        truths.size[level] = torch.empty_like(truths.score[level])
-    video_norms = {level: v.norm(dim=1) for level, v in inputs.video.items()}  # (N,)
-    rows = max(chunk_size, (1 << 24) // inputs.total_dim(inputs.text))  # ~16M entries a step
+    wide = {"dtype": torch.float64, "device": inputs.device}
+    truths = _GroundTruths(
+        {level: torch.empty(num_captions, **wide) for level in inputs.text},
+        {level: torch.empty(num_captions, **wide) for level in inputs.text},
+    )
+    videos = {level: v.to(torch.float64) for level, v in inputs.video.items()}  # (N, E)
+    video_norms = {level: v.norm(dim=1) for level, v in videos.items()}  # (N,)
+    rows = max(1, (1 << 20) // inputs.total_dim(inputs.text))  # ~1M entries a step
     for start in range(0, num_captions, rows):
         stop = min(start + rows, num_captions)
         own_video = inputs.caption_to_video[start:stop]  # (r,)
         for level in inputs.text:
-            text = inputs.text_chunk(level, start, stop)  # (r, E)
-            video = inputs.video[level].index_select(0, own_video)  # (r, E)
+            text = inputs.text_chunk(level, start, stop).to(torch.float64)  # (r, E)
+            video = videos[level].index_select(0, own_video)  # (r, E)
             truths.score[level][start:stop] = torch.linalg.vecdot(text, video)
             torch.mul(text.norm(dim=1), video_norms[level][own_video],
                       out=truths.size[level][start:stop])
@@ -286,29 +288,30 @@ def _best_score_intervals(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per video, an interval [lo, hi] that should hold its best correct caption's computed score.
 
-    The ground-truth scores of the pre-pass, weighted, and the pass's matrix products are each
-    a dot product of K terms (all levels' dimensions), rounded in some order. Higham and
-    Mary's probabilistic bound (SIAM J. Sci. Comput. 41(5), 2019) puts each within
-    ``lambda * sqrt(K) * u * sum_l |w_l| |t_l| |v_l|`` of the exact value (with Cauchy-Schwarz)
-    with probability at least ``1 - 2K exp(-lambda^2 / 2)``: about 5e-11 for K = 2,048 and
-    lambda = 8, against a worst-case bound ``K * u`` up to 45 times wider. Where the interval
-    misses a video's best score, the caller ranks that video again exactly, so the bound
-    decides speed, never correctness.  # -> lo (N,), hi (N,) in the compute dtype
+    The pass computes each score as a dot product of K terms (all levels' dimensions, plus
+    the weighting and summing), rounded in some order. Higham and Mary's probabilistic bound
+    (SIAM J. Sci. Comput. 41(5), 2019) puts it within ``lambda * sqrt(K) * u * sum_l |w_l|
+    |t_l| |v_l|`` of the exact value (with Cauchy-Schwarz) with probability at least
+    ``1 - 2K exp(-lambda^2 / 2)``: about 5e-11 for K = 2,048 and lambda = 8, where the
+    worst-case bound ``K * u`` is up to 45 times wider. The pre-pass's float64 scores are
+    exact to far less than that. Where the interval misses a video's best score, the caller
+    ranks that video again exactly, so the bound decides speed, never correctness.
+    # -> lo (N,), hi (N,) in the compute dtype
     """
     terms = inputs.total_dim(weights) + 2 * len(weights) + 2  # products, weights and sums
     unit = _rounding_unit(inputs)
-    gamma = ROUNDING_LAMBDA * math.sqrt(terms) * unit
-    centre = torch.zeros(inputs.num_captions, dtype=inputs.dtype, device=inputs.device)
+    gamma = ROUNDING_LAMBDA * math.sqrt(terms) * (unit + torch.finfo(torch.float64).eps)
+    centre = torch.zeros_like(next(iter(truths.score.values())))  # (M,) float64
     spread = torch.zeros_like(centre)  # sum_l |w_l| |t_l| |v_l| >= sum |w t v|
     for level, weight in weights.items():
         centre.add_(truths.score[level], alpha=weight)
         spread.add_(truths.size[level], alpha=abs(weight))
-    margin = (2 * gamma + 4 * unit) * spread  # both computations, and the +/- below
-    lo = torch.full((inputs.num_videos,), math.inf, dtype=inputs.dtype, device=inputs.device)
+    margin = (gamma + 2 * unit) * spread  # the pass, the pre-pass, and lo / hi rounded
+    lo = torch.full((inputs.num_videos,), math.inf, dtype=torch.float64, device=inputs.device)
     hi = lo.clone()
     lo.scatter_reduce_(0, inputs.caption_to_video, centre - margin, "amax", include_self=False)
     hi.scatter_reduce_(0, inputs.caption_to_video, centre + margin, "amax", include_self=False)
-    return lo, hi
+    return lo.to(inputs.dtype), hi.to(inputs.dtype)
 
 
 # ----- ranks -------------------------------------------------------------------------------
@@ -350,15 +353,16 @@ def _ranks(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """t2v (M,) and v2t (N,) ranks of each scoring, all from one pass over caption chunks.
 
-    Each chunk's product ``text_l @ video_l.T`` is computed once per level and shared: a
-    scoring of several levels sums them (``_weighted_sum``), a scoring of one level reads its
-    product in place (so no level may have two one-level scorings).
+    Each chunk's product ``text_l @ video_l.T`` is computed once per level and used while it
+    is in cache: added into the scorings of several levels (as ``_weighted_sum`` adds), then
+    ranked in place for a scoring of that level alone (so no level may have two). The
+    scorings of several levels are ranked once every level was added.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     num_captions, num_videos = inputs.num_captions, inputs.num_videos
     budget = chunk_size * num_videos if band_budget is None else band_budget
-    truths = _ground_truths(inputs, chunk_size)
+    truths = _ground_truths(inputs)
     rankings = [
         _Ranking(inputs, weights, truths, -1 if force_second_pass else budget)
         for weights in scorings
@@ -372,27 +376,37 @@ def _ranks(
     def buffer(dtype: torch.dtype = inputs.dtype) -> torch.Tensor:
         return torch.empty(rows, num_videos, dtype=dtype, device=inputs.device)  # (c, N)
 
-    products = {level: buffer() for level in inputs.text}
+    product = buffer()
     sums = [buffer() if len(weights) > 1 else None for weights in scorings]
     scratch = _Scratch(buffer(count_dtype), buffer(count_dtype))
+    # the first row of the chunk that holds each video's last caption: from that chunk on the
+    # video's best score is known exactly (its captions usually lie in one chunk)
+    last_chunk = torch.full((num_videos,), num_captions, device=inputs.device)  # (N,)
+    captions = torch.arange(num_captions, device=inputs.device)
+    last_chunk.scatter_reduce_(0, inputs.caption_to_video, captions // chunk_size * chunk_size,
+                               "amax", include_self=False)
     for start in range(0, num_captions, chunk_size):
         stop = min(start + chunk_size, num_captions)
-        chunk = {  # level -> (c, E) @ (E, N) = (c, N)
-            level: torch.mm(inputs.text_chunk(level, start, stop), inputs.video[level].T,
-                            out=product[: stop - start])
-            for level, product in products.items()
-        }
-        scores = [  # the sums first: the one-level scorings below overwrite the products
-            None if out is None else _weighted_sum(chunk, weights, out[: stop - start])
-            for weights, out in zip(scorings, sums, strict=True)
-        ]
-        for index, weights in enumerate(scorings):
-            if scores[index] is None:
-                ((level, weight),) = weights.items()
-                scores[index] = chunk[level] if weight == 1 else chunk[level].mul_(weight)
         own_video = inputs.caption_to_video[start:stop, None]  # (c, 1)
-        for ranking, chunk_scores in zip(rankings, scores, strict=True):
-            ranking.add(chunk_scores, start, own_video, scratch)
+        complete = last_chunk <= start  # (N,) every caption of the video scored by now
+        for level in inputs.text:
+            scores = torch.mm(inputs.text_chunk(level, start, stop), inputs.video[level].T,
+                              out=product[: stop - start])  # (c, E) @ (E, N) -> (c, N)
+            # the sums first: ranking a level alone overwrites its scores
+            for alone in (False, True):
+                for weights, ranking, total in zip(scorings, rankings, sums, strict=True):
+                    if level not in weights or (total is None) != alone:
+                        continue
+                    term = scores if weights[level] == 1 else scores * weights[level]
+                    if alone:
+                        ranking.add(term, start, own_video, complete, scratch)
+                    elif level == next(iter(weights)):
+                        total[: stop - start].copy_(term)
+                    else:
+                        torch.add(total[: stop - start], term, out=total[: stop - start])
+        for ranking, total in zip(rankings, sums, strict=True):
+            if total is not None:
+                ranking.add(total[: stop - start], start, own_video, complete, scratch)
     has_caption = torch.bincount(inputs.caption_to_video, minlength=num_videos) > 0  # (N,)
     return [
         (ranking.t2v.cpu(), ranking.v2t(inputs, has_caption, chunk_size).cpu())
@@ -434,9 +448,10 @@ class _Ranking:
         return self.band_size > self.budget
 
     def add(self, scores: torch.Tensor, start: int, own_video: torch.Tensor,
-            scratch: _Scratch) -> None:
+            complete: torch.Tensor, scratch: _Scratch) -> None:
         """Count one chunk: scores (c, N) of captions ``start:start + c`` (overwritten),
-        own_video (c, 1) the column of each caption's video."""
+        own_video (c, 1) the column of each caption's video, complete (N,) the videos whose
+        captions have all been scored, this chunk included."""
         size = scores.shape[0]
         indicator, at_least_lo = scratch.indicator[:size], scratch.at_least_lo[:size]
         truth = scores.gather(1, own_video)  # (c, 1)
@@ -447,8 +462,10 @@ class _Ranking:
             self.band_videos, self.band_scores = [], []
             return
         scores.scatter_(1, own_video, -math.inf)  # keep only captions of other videos
-        torch.ge(scores, self.hi, out=indicator)  # (c, N), a subset of at_least_lo
-        torch.ge(scores, self.lo, out=at_least_lo)  # (c, N)
+        # a complete video's best score is known: counted against it, no near ties to keep
+        hi, lo = torch.where(complete, self.best, self.hi), torch.where(complete, self.best, self.lo)
+        torch.ge(scores, hi, out=indicator)  # (c, N), a subset of at_least_lo
+        torch.ge(scores, lo, out=at_least_lo)  # (c, N)
         above = torch.mv(indicator.T, scratch.ones_rows[:size]).long()  # (N,)
         lo_counts = torch.mv(at_least_lo.T, scratch.ones_rows[:size]).long()  # (N,)
         self.surely_above += above
@@ -456,10 +473,11 @@ class _Ranking:
         if near:  # the few scores inside [lo, hi), kept with their video, found in the
             # columns that hold one
             columns = (lo_counts > above).nonzero()[:, 0]  # (n,)
-            inside = at_least_lo[:, columns] - indicator[:, columns]  # (c, n) 1.0 inside
-            rows, where = torch.nonzero(inside, as_tuple=True)
+            candidates = scores[:, columns]  # (c, n)
+            rows, where = torch.nonzero(
+                (candidates >= lo[columns]) & (candidates < hi[columns]), as_tuple=True)
             self.band_videos.append(columns[where])
-            self.band_scores.append(scores[rows, columns[where]])
+            self.band_scores.append(candidates[rows, where])
             self.band_size += near
 
     def v2t(self, inputs: _ScoringInputs, has_caption: torch.Tensor, chunk_size: int

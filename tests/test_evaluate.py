@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mcsan.config import Config, ModelConfig
-from mcsan.data.batches import CaptionItems, collate_captions
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.data.vocab import WORD_PAD
@@ -105,33 +104,6 @@ def test_rows_refuse_a_loader_that_gave_too_few_rows():
     nothing = _Rows(4)  # a model without attribute heads predicts {} for every batch
     nothing.add({})
     assert nothing.filled() == {}
-    scattered = _Rows(4, torch.bool)  # batches written at the rows they name
-    scattered.add({"entity": torch.tensor([[1.0], [0.0]])}, torch.tensor([3, 0]))
-    scattered.add({"entity": torch.tensor([[1.0], [1.0]])}, torch.tensor([1, 2]))
-    assert scattered.filled()["entity"].flatten().tolist() == [False, True, True, True]
-
-
-def test_captions_encoded_by_length_are_those_encoded_in_split_order(trained, one_thread):
-    """Batches of captions of about one length pad less; each caption's outputs are the ones
-    it gets in a batch of the whole split in split order (to float rounding: padding changes
-    the summation order of the pools), written to its own row."""
-    model, config, dataset, prepared = trained
-    split = dataset["test"]
-    captions = CaptionItems(split, prepared, config.data.max_words)
-    sizes = captions.sizes()
-    assert len(set(sizes)) > 1 and sizes != sorted(sizes)  # the order changes something
-    encoded = encode(trained, "test", batch_size=8)
-    sizes_of = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
-    batch = collate_captions([captions[i] for i in range(len(captions))], sizes_of)
-    with torch.no_grad():
-        emb = model.encode_text(batch["words"], batch["word_mask"], batch["level_masks"],
-                                batch["role_masks"], batch["tokens"], batch["relation_orders"])
-        logits = model.predict_attributes(emb, modality="text")
-    for level, values in emb.items():
-        torch.testing.assert_close(encoded.text_emb[level], values)
-    for level, values in logits.items():
-        torch.testing.assert_close(encoded.text_attr_logits[level], values)
-        assert torch.equal(encoded.text_targets[level], batch["text_targets"][level].bool())
 
 
 def test_results_name_their_protocol(trained, one_thread):

@@ -157,15 +157,6 @@ class CaptionItems(torch.utils.data.Dataset):
                 labels[level].update(ids)
         return {vid: {lv: sorted(ids) for lv, ids in per.items()} for vid, per in union.items()}
 
-    def sizes(self) -> list[tuple[int, int]]:
-        """(tokens, relationships) of each caption as ``collate_captions`` pads them: a batch
-        is as long as its longest caption and holds as many relationships as its richest."""
-        parses = self.prepared.parses
-        return [
-            (min(len(parse.tokens), self.max_words), len(parse.relationship))
-            for parse in (parses[caption.caption_id] for caption in self.split.captions)
-        ]
-
     def __len__(self) -> int:
         return len(self.split.captions)
 

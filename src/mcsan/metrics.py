@@ -240,8 +240,9 @@ def _rounding_unit(inputs: _ScoringInputs) -> float:
 
 @dataclass
 class _GroundTruths:
-    """Per level, each caption's score with its own video as a row-wise dot product in
-    float64, and the size ``|t_l| |v_l|`` that bounds its rounding in the pass."""
+    """Per level, each caption's score with its own video as a row-wise dot product (its
+    products rounded, their sum taken in float64), and the size ``|t_l| |v_l|`` that bounds
+    the rounding of a score."""
 
     score: dict[str, torch.Tensor]  # level -> (M,) float64
     size: dict[str, torch.Tensor]  # level -> (M,) float64
@@ -255,18 +256,16 @@ def _ground_truths(inputs: _ScoringInputs) -> _GroundTruths:
         {level: torch.empty(num_captions, **wide) for level in inputs.text},
         {level: torch.empty(num_captions, **wide) for level in inputs.text},
     )
-    videos = {level: v.to(torch.float64) for level, v in inputs.video.items()}  # (N, E)
-    video_norms = {level: v.norm(dim=1) for level, v in videos.items()}  # (N,)
+    video_norms = {level: v.norm(dim=1) for level, v in inputs.video.items()}  # (N,)
     rows = max(1, (1 << 20) // inputs.total_dim(inputs.text))  # ~1M entries a step
     for start in range(0, num_captions, rows):
         stop = min(start + rows, num_captions)
         own_video = inputs.caption_to_video[start:stop]  # (r,)
         for level in inputs.text:
-            text = inputs.text_chunk(level, start, stop).to(torch.float64)  # (r, E)
-            video = videos[level].index_select(0, own_video)  # (r, E)
-            truths.score[level][start:stop] = torch.linalg.vecdot(text, video)
-            torch.mul(text.norm(dim=1), video_norms[level][own_video],
-                      out=truths.size[level][start:stop])
+            text = inputs.text_chunk(level, start, stop)  # (r, E)
+            video = inputs.video[level].index_select(0, own_video)  # (r, E)
+            truths.score[level][start:stop] = (text * video).sum(1, dtype=torch.float64)
+            truths.size[level][start:stop] = text.norm(dim=1) * video_norms[level][own_video]
     for size in truths.size.values():
         if not bool(torch.isfinite(size).all()):
             row = int((~torch.isfinite(size)).nonzero()[0])
@@ -293,20 +292,21 @@ def _best_score_intervals(
     (SIAM J. Sci. Comput. 41(5), 2019) puts it within ``lambda * sqrt(K) * u * sum_l |w_l|
     |t_l| |v_l|`` of the exact value (with Cauchy-Schwarz) with probability at least
     ``1 - 2K exp(-lambda^2 / 2)``: about 5e-11 for K = 2,048 and lambda = 8, where the
-    worst-case bound ``K * u`` is up to 45 times wider. The pre-pass's float64 scores are
-    exact to far less than that. Where the interval misses a video's best score, the caller
-    ranks that video again exactly, so the bound decides speed, never correctness.
-    # -> lo (N,), hi (N,) in the compute dtype
+    worst-case bound ``K * u`` is up to 45 times wider. The pre-pass rounds each product
+    once and sums in float64: within ``(u + K eps_64)`` of that. Where the interval misses a
+    video's best score, the caller ranks that video again exactly, so the bound decides
+    speed, never correctness.  # -> lo (N,), hi (N,) in the compute dtype
     """
     terms = inputs.total_dim(weights) + 2 * len(weights) + 2  # products, weights and sums
     unit = _rounding_unit(inputs)
-    gamma = ROUNDING_LAMBDA * math.sqrt(terms) * (unit + torch.finfo(torch.float64).eps)
+    pass_error = ROUNDING_LAMBDA * math.sqrt(terms) * unit
+    prepass_error = unit + terms * torch.finfo(torch.float64).eps
     centre = torch.zeros_like(next(iter(truths.score.values())))  # (M,) float64
     spread = torch.zeros_like(centre)  # sum_l |w_l| |t_l| |v_l| >= sum |w t v|
     for level, weight in weights.items():
         centre.add_(truths.score[level], alpha=weight)
         spread.add_(truths.size[level], alpha=abs(weight))
-    margin = (gamma + 2 * unit) * spread  # the pass, the pre-pass, and lo / hi rounded
+    margin = (pass_error + prepass_error + 2 * unit) * spread  # and lo / hi rounded
     lo = torch.full((inputs.num_videos,), math.inf, dtype=torch.float64, device=inputs.device)
     hi = lo.clone()
     lo.scatter_reduce_(0, inputs.caption_to_video, centre - margin, "amax", include_self=False)
@@ -380,8 +380,9 @@ def _ranks(
     sums = [buffer() if len(weights) > 1 else None for weights in scorings]
     scratch = _Scratch(buffer(count_dtype), buffer(count_dtype))
     # the first row of the chunk that holds each video's last caption: from that chunk on the
-    # video's best score is known exactly (its captions usually lie in one chunk)
-    last_chunk = torch.full((num_videos,), num_captions, device=inputs.device)  # (N,)
+    # video's best score is known exactly (its captions usually lie in one chunk); -1 for a
+    # video without captions, which is no video->text query
+    last_chunk = torch.full((num_videos,), -1, device=inputs.device)  # (N,)
     captions = torch.arange(num_captions, device=inputs.device)
     last_chunk.scatter_reduce_(0, inputs.caption_to_video, captions // chunk_size * chunk_size,
                                "amax", include_self=False)
@@ -389,6 +390,9 @@ def _ranks(
         stop = min(start + chunk_size, num_captions)
         own_video = inputs.caption_to_video[start:stop, None]  # (c, 1)
         complete = last_chunk <= start  # (N,) every caption of the video scored by now
+        open_columns = (~complete).nonzero()[:, 0]  # (n,) in a dataset's order mostly the last
+        open_videos = slice(int(open_columns[0]), int(open_columns[-1]) + 1) if len(
+            open_columns) else slice(0, 0)
         for level in inputs.text:
             scores = torch.mm(inputs.text_chunk(level, start, stop), inputs.video[level].T,
                               out=product[: stop - start])  # (c, E) @ (E, N) -> (c, N)
@@ -399,14 +403,15 @@ def _ranks(
                         continue
                     term = scores if weights[level] == 1 else scores * weights[level]
                     if alone:
-                        ranking.add(term, start, own_video, complete, scratch)
+                        ranking.add(term, start, own_video, complete, open_videos, scratch)
                     elif level == next(iter(weights)):
                         total[: stop - start].copy_(term)
                     else:
                         torch.add(total[: stop - start], term, out=total[: stop - start])
         for ranking, total in zip(rankings, sums, strict=True):
             if total is not None:
-                ranking.add(total[: stop - start], start, own_video, complete, scratch)
+                ranking.add(total[: stop - start], start, own_video, complete, open_videos,
+                            scratch)
     has_caption = torch.bincount(inputs.caption_to_video, minlength=num_videos) > 0  # (N,)
     return [
         (ranking.t2v.cpu(), ranking.v2t(inputs, has_caption, chunk_size).cpu())
@@ -448,12 +453,14 @@ class _Ranking:
         return self.band_size > self.budget
 
     def add(self, scores: torch.Tensor, start: int, own_video: torch.Tensor,
-            complete: torch.Tensor, scratch: _Scratch) -> None:
+            complete: torch.Tensor, open_videos: slice, scratch: _Scratch) -> None:
         """Count one chunk: scores (c, N) of captions ``start:start + c`` (overwritten),
         own_video (c, 1) the column of each caption's video, complete (N,) the videos whose
-        captions have all been scored, this chunk included."""
+        captions have all been scored, this chunk included, and open_videos the columns that
+        hold every other video."""
         size = scores.shape[0]
         indicator, at_least_lo = scratch.indicator[:size], scratch.at_least_lo[:size]
+        ones_rows = scratch.ones_rows[:size]
         truth = scores.gather(1, own_video)  # (c, 1)
         torch.ge(scores, truth, out=indicator)  # the ground truth counts itself: 1 + others
         self.t2v[start : start + size] = torch.mv(indicator, scratch.ones_videos).long()
@@ -462,20 +469,24 @@ class _Ranking:
             self.band_videos, self.band_scores = [], []
             return
         scores.scatter_(1, own_video, -math.inf)  # keep only captions of other videos
-        # a complete video's best score is known: counted against it, no near ties to keep
-        hi, lo = torch.where(complete, self.best, self.hi), torch.where(complete, self.best, self.lo)
-        torch.ge(scores, hi, out=indicator)  # (c, N), a subset of at_least_lo
-        torch.ge(scores, lo, out=at_least_lo)  # (c, N)
-        above = torch.mv(indicator.T, scratch.ones_rows[:size]).long()  # (N,)
-        lo_counts = torch.mv(at_least_lo.T, scratch.ones_rows[:size]).long()  # (N,)
+        # a complete video's best score is known: counted against it, with no near ties
+        hi = torch.where(complete, self.best, self.hi)  # (N,)
+        torch.ge(scores, hi, out=indicator)  # (c, N)
+        above = torch.mv(indicator.T, ones_rows).long()  # (N,)
         self.surely_above += above
-        near = int(lo_counts.sum() - above.sum())
-        if near:  # the few scores inside [lo, hi), kept with their video, found in the
-            # columns that hold one
-            columns = (lo_counts > above).nonzero()[:, 0]  # (n,)
-            candidates = scores[:, columns]  # (c, n)
-            rows, where = torch.nonzero(
-                (candidates >= lo[columns]) & (candidates < hi[columns]), as_tuple=True)
+        if open_videos.start >= open_videos.stop:
+            return
+        # near ties only where a video is still open: scores in [lo, hi) of those columns
+        lo = torch.where(complete, self.best, self.lo)[open_videos]  # (n,)
+        torch.ge(scores[:, open_videos], lo, out=at_least_lo[:, open_videos])  # (c, n)
+        near_counts = torch.mv(at_least_lo[:, open_videos].T, ones_rows).long() - above[
+            open_videos]  # (n,)
+        near = int(near_counts.sum())
+        if near:  # kept with their video, found in the columns that hold one
+            columns = near_counts.nonzero()[:, 0] + open_videos.start  # (k,)
+            candidates = scores[:, columns]  # (c, k)
+            rows, where = torch.nonzero((candidates >= self.lo[columns])
+                                        & (candidates < self.hi[columns]), as_tuple=True)
             self.band_videos.append(columns[where])
             self.band_scores.append(candidates[rows, where])
             self.band_size += near

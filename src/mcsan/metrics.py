@@ -38,10 +38,12 @@ from one set of products (``fused_and_level_metrics``).
   video an interval ``[lo, hi]`` that holds its best score. During the pass, wrong captions
   scoring ``>= hi`` are counted at once; the few scoring inside ``[lo, hi)`` are kept (value
   and video) and compared with the exact best score (taken from the very same products) at
-  the end. The result is exact for the scores the pass computed. A video whose interval
-  turns out not to hold its best score is ranked again exactly by a second pass over its
-  row; every video is when too many scores fall inside the intervals (a collapsed model
-  with near-constant scores).
+  the end. Once a chunk has held every caption of a video (datasets list a video's captions
+  together, so usually its first chunk does), its best score is known and later chunks count
+  against it exactly. The result is exact for the scores the pass computed. A video whose
+  interval turns out not to hold its best score is ranked again exactly by a second pass
+  over its row; every video is when too many scores fall inside the intervals (a collapsed
+  model with near-constant scores).
 
 Counts are taken as float indicators (``torch.ge`` into a float buffer) summed by a
 matrix-vector product with a vector of ones: several times faster on the CPU than comparisons
@@ -390,7 +392,7 @@ def _ranks(
         stop = min(start + chunk_size, num_captions)
         own_video = inputs.caption_to_video[start:stop, None]  # (c, 1)
         complete = last_chunk <= start  # (N,) every caption of the video scored by now
-        open_columns = (~complete).nonzero()[:, 0]  # (n,) in a dataset's order mostly the last
+        open_columns = (~complete).nonzero()[:, 0]  # (n,) in a dataset's order the last videos
         open_videos = slice(int(open_columns[0]), int(open_columns[-1]) + 1) if len(
             open_columns) else slice(0, 0)
         for level in inputs.text:

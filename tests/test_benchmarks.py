@@ -249,7 +249,6 @@ def test_extract_benchmark_quick_mode(tmp_path, one_thread):
     assert "--quick" in report["command"]
 
 
-
 def test_extract_benchmark_long_mode(tmp_path):
     extract = load("extract")
     out = tmp_path / "extract_long.json"
@@ -259,6 +258,26 @@ def test_extract_benchmark_long_mode(tmp_path):
     assert spread["before"]["decoded_frames"] == spread["before"]["total_frames"] == 200
     assert spread["before"]["seeks"] == 0 and spread["after"]["seeks"] == 2
     assert spread["after"]["decoded_frames"] < 20 and spread["after"]["sampled_frames"] == 2
+
+
+def test_eval_scale_quick_mode(tmp_path, one_thread):
+    eval_scale = load("eval_scale")
+    out = tmp_path / "eval_scale.json"
+    assert eval_scale.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["quick"] and "--quick" in report["command"]
+    assert report["shape"]["captions"] == 20 * report["shape"]["videos"] == 3_000
+    assert 8 <= report["shape"]["mean_caption_tokens"] <= 12
+    assert set(report["stages_s"]) == {"model build", "video encoding", "caption encoding",
+                                       "scoring + ranking", "attribute mAP", "JSON writing"}
+    assert report["total_s"] == pytest.approx(sum(report["stages_s"].values()), abs=0.01)
+    assert len(report["bare_matmul_runs_s"]["after_scoring"]) == 2
+    assert report["bare_matmul_s"] > 0 and 0 < report["peak_rss_gb"] < 3
+    assert len(report["machine"]["load_average_at_end"]) == 3
+    results = report["results"]
+    assert results["protocol"] == "all-captions" and results["captions"] == 3_000
+    assert set(results["levels"]) == {"global", "entity", "action", "relationship"}
+
 
 def test_search_benchmark_small_run(tmp_path):
     search = load("search")

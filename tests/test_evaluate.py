@@ -7,10 +7,20 @@ import statistics
 import pytest
 import torch
 
-from mcsan.config import Config
+from mcsan.config import Config, ModelConfig
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
-from mcsan.evaluate import _Rows, encode_split, evaluate_encoded, load_trained
+from mcsan.data.vocab import WORD_PAD
+from mcsan.evaluate import (
+    FULL_TEST_PROTOCOL,
+    ONE_K_A_PROTOCOL,
+    _Rows,
+    encode_split,
+    evaluate_encoded,
+    load_trained,
+    protocol_name,
+)
+from mcsan.model.text import TextEncoder
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +106,36 @@ def test_rows_refuse_a_loader_that_gave_too_few_rows():
     assert nothing.filled() == {}
 
 
-def test_the_1k_a_split_names_its_protocol(trained, one_thread):
+def test_results_name_their_protocol(trained, one_thread):
     model, config, _, _ = trained
     encoded = encode(trained, "test", batch_size=32)
     assert evaluate_encoded(encoded, model, config, "test")["protocol"] == "all-captions"
+    assert evaluate_encoded(encoded, model, config, "test", "msrvtt")["protocol"] == (
+        FULL_TEST_PROTOCOL)
+    assert protocol_name(config, "test_1k", "msrvtt") == ONE_K_A_PROTOCOL
+    assert protocol_name(config, "val", "msrvtt") == "all-captions"  # no named protocol
+    assert protocol_name(config, "val", "vatex").startswith("vatex-val")
+    assert protocol_name(config, "test", "hgr") == config.eval.protocol
+
+
+def test_the_1k_a_split_names_its_protocol(trained, one_thread):
+    model, config, _, _ = trained
+    encoded = encode(trained, "test", batch_size=32)
     assert evaluate_encoded(encoded, model, config, "test_1k")["protocol"].startswith(
         "msrvtt-1k-A")
+
+
+def test_the_gru_without_autograd_gives_the_packed_gru_states(one_thread):
+    """Without autograd on the CPU the text encoder's BiGRU computes each distinct word's input
+    gates once per batch; its states are those of torch's packed GRU (bit for bit with MKL)."""
+    torch.manual_seed(0)
+    encoder = TextEncoder(50, ModelConfig(hidden_dim=16, word_dim=8)).eval()
+    lengths = torch.tensor([3, 7, 1, 7, 5])
+    words = torch.randint(2, 50, (5, 9))
+    words[torch.arange(9)[None, :] >= lengths[:, None]] = WORD_PAD
+    with torch.enable_grad():
+        packed = encoder._gru_states(words, lengths).detach()  # (5, 9, 16)
+    with torch.inference_mode():
+        by_word = encoder._gru_states(words, lengths)
+    torch.testing.assert_close(by_word, packed)
+    assert not by_word[torch.arange(9)[None, :] >= lengths[:, None]].any()  # padding is zero

@@ -10,6 +10,7 @@ from mcsan.metrics import (
     attribute_map,
     attribute_map_report,
     format_table,
+    fused_and_level_metrics,
     per_level_metrics,
     retrieval_metrics,
     retrieval_ranks,
@@ -122,6 +123,19 @@ def test_heavy_ties_match_sort_reference(chunk_size):
     assert_matches_reference(text, video, caption_to_video, WEIGHTS, chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 6, 25])
+def test_captions_in_video_order_match_sort_reference(chunk_size, monkeypatch):
+    # each video's captions in a row, as datasets list them: once a chunk holds a video's last
+    # caption its best score is known and later chunks count against it exactly
+    calls = count_second_passes(monkeypatch)
+    generator = torch.Generator().manual_seed(12)
+    caption_to_video = make_captions(40, generator, max_captions=5).sort().values
+    text = random_levels(caption_to_video.numel(), DIMS, generator, torch.float32)
+    video = random_levels(40, DIMS, generator, torch.float32)
+    assert_matches_reference(text, video, caption_to_video, WEIGHTS, chunk_size=chunk_size)
+    assert not calls
+
+
 def test_float32_normalised_embeddings_match_reference():
     generator = torch.Generator().manual_seed(2)
     caption_to_video = make_captions(120, generator)
@@ -183,7 +197,7 @@ def test_second_pass_when_interval_misses_best(monkeypatch):
     video = random_levels(30, DIMS, generator)
     expected = retrieval_ranks(text, video, caption_to_video, WEIGHTS, chunk_size=8)
 
-    def wrong_intervals(inputs, chunk_size):  # an interval that cannot hold the best score
+    def wrong_intervals(inputs, *_):  # an interval that cannot hold the best score
         high = torch.full((inputs.num_videos,), 10.0, dtype=inputs.dtype)
         return high, high + 1
 
@@ -192,6 +206,39 @@ def test_second_pass_when_interval_misses_best(monkeypatch):
     got = retrieval_ranks(text, video, caption_to_video, WEIGHTS, chunk_size=8)
     assert calls == [1]
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_only_the_videos_whose_interval_missed_are_ranked_again(monkeypatch):
+    generator = torch.Generator().manual_seed(9)
+    caption_to_video = make_captions(30, generator)
+    text = random_levels(caption_to_video.numel(), DIMS, generator)
+    video = random_levels(30, DIMS, generator)
+    intervals = metrics._best_score_intervals
+
+    def two_wrong(*args):  # videos 4 and 9 get an interval that cannot hold their best score
+        lo, hi = intervals(*args)
+        lo[[4, 9]], hi[[4, 9]] = 10.0, 11.0
+        return lo, hi
+
+    monkeypatch.setattr(metrics, "_best_score_intervals", two_wrong)
+    ranked_again = []
+    second_pass = metrics._v2t_ranks_by_video_rows
+    monkeypatch.setattr(metrics, "_v2t_ranks_by_video_rows", lambda inputs, weights, chunk,
+                        videos=None: ranked_again.append(videos.tolist())
+                        or second_pass(inputs, weights, chunk, videos))
+    assert_matches_reference(text, video, caption_to_video, WEIGHTS, chunk_size=8)
+    assert ranked_again and all(videos == [4, 9] for videos in ranked_again)
+
+
+def test_fused_and_level_metrics_equal_the_separate_passes():
+    generator = torch.Generator().manual_seed(10)
+    caption_to_video = make_captions(40, generator)
+    text = random_levels(caption_to_video.numel(), DIMS, generator, torch.float32)
+    video = random_levels(40, DIMS, generator, torch.float32)
+    together = fused_and_level_metrics(text, video, caption_to_video, WEIGHTS, chunk_size=11)
+    assert together["fused"] == retrieval_metrics(text, video, caption_to_video, WEIGHTS, 11)
+    assert together["levels"] == per_level_metrics(text, video, caption_to_video, 11)
+    assert list(together["levels"]) == list(DIMS)
 
 
 # ----- hand-computed cases and degenerate models ---------------------------------------------
@@ -330,6 +377,17 @@ def test_attribute_ap_matches_reference_with_ties_and_empty_columns():
     assert report["map"] == pytest.approx(100 * float(ap[~ap.isnan()].mean()))
     with pytest.raises(ValueError, match="0 or 1"):
         attribute_map(logits, targets * 2)
+
+
+def test_attribute_ap_takes_bool_targets_and_names_broken_logits():
+    generator = torch.Generator().manual_seed(11)
+    logits = torch.randint(0, 5, (40, 7), generator=generator).float()
+    targets = torch.rand(40, 7, generator=generator) < 0.3
+    as_bool = attribute_average_precision(logits, targets, column_chunk=3)
+    assert torch.equal(as_bool, attribute_average_precision(logits, targets.float()))
+    logits[17, 5] = math.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        attribute_average_precision(logits, targets, column_chunk=3)
 
 
 def test_role_swap_accuracy_counts_own_video_strictly_above_its_twin():

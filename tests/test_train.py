@@ -202,9 +202,9 @@ def test_pretrained_backbone_trains_at_its_own_learning_rate():
     groups = parameter_groups(model, config)
     assert len(groups) == 1 and not any(id(p) in backbone for p in groups[0]["params"])
     assert not any(p.requires_grad for p in model.text.backbone.parameters())
-    config.train.backbone_lr = -1.0
-    with pytest.raises(ValueError, match="backbone_lr"):
-        parameter_groups(MCSAN(config.model, 8, 20, sizes), config)
+    config.train.backbone_lr = -1.0  # refused by the config, before any model is built
+    with pytest.raises(ValueError, match="train.backbone_lr=-1.0; it must be >= 0"):
+        config.validate()
 
 
 def test_relative_data_paths_are_stored_absolute_and_evaluate_from_elsewhere(

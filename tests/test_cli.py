@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from mcsan.cli import main
 
 
@@ -20,7 +22,10 @@ def test_pipeline_through_the_command_line(tmp_path, capsys, one_thread):
                  "model.hidden_dim=16", "model.word_dim=8"]
     assert main(["train", *overrides]) == 0
     out = tmp_path / "results.json"
-    assert main(["evaluate", str(run / "best"), "--split", "test", "--out", str(out)]) == 0
+    torch.set_num_threads(2)  # the fixture restores its own count afterwards
+    assert main(["evaluate", str(run / "best"), "--split", "test", "--out", str(out),
+                 "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
     printed = capsys.readouterr().out
     assert "fused" in printed and "rsum" in printed and "attribute mAP" in printed
     results = json.loads(out.read_text())

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="dataset directory (default: the training one)")
     evaluate.add_argument("--prepared", type=Path, help="prepared-data directory")
     evaluate.add_argument("--out", type=Path, help="write the results JSON here")
+    evaluate.add_argument("--threads", type=int, default=0,
+                          help="CPU threads for torch (default: one per idle core)")
     evaluate.set_defaults(handler=run_evaluate)
 
     calibrate = commands.add_parser(
@@ -128,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--data", type=Path, help="dataset directory (default: the training one)")
     calibrate.add_argument("--prepared", type=Path, help="prepared-data directory")
     calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    calibrate.add_argument("--threads", type=int, default=0,
+                           help="CPU threads for torch (default: one per idle core)")
     calibrate.add_argument("--dry-run", action="store_true",
                            help="report the choice without changing the checkpoint")
     calibrate.add_argument("--out", type=Path, help="also write the calibration JSON here")
@@ -338,7 +342,9 @@ def launch_processes(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from mcsan.evaluate import evaluate_checkpoint, results_table, write_results
+    from mcsan.runtime import configure_threads
 
+    configure_threads(args.threads)  # on a busy machine two spinning threads cost 10x or more
     results = evaluate_checkpoint(
         args.checkpoint, split=args.split, data_root=args.data, prepared_dir=args.prepared
     )
@@ -353,7 +359,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from mcsan.calibrate import DEFAULT_GRID, calibrate_checkpoint
+    from mcsan.runtime import configure_threads
 
+    configure_threads(args.threads)
     calibration = calibrate_checkpoint(
         args.checkpoint, split=args.split, grid=args.grid or DEFAULT_GRID, data_root=args.data,
         prepared_dir=args.prepared, device=args.device, write=not args.dry_run,

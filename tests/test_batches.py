@@ -20,6 +20,7 @@ from mcsan.data.batches import (
 from mcsan.data.layouts import read_dataset
 from mcsan.data.prepare import load_prepared
 from mcsan.data.vocab import WORD_PAD
+from mcsan.model.outputs import LossTargets
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_positive_mask_marks_captions_of_the_same_video(train_pairs):
     pairs = CaptionPairs(split, prepared, max_frames=8, max_words=32)
     sizes = {level: len(vocab) for level, vocab in prepared.vocabs.items()}
     batch = collate_pairs([pairs[i] for i in range(6)], sizes)  # 5 captions of video 0, 1 of 1
-    mask = batch.positive_mask
+    mask = LossTargets.of(batch).positive_mask  # what the loss reads, from batch.video_keys
     same = torch.tensor([[a == b for b in batch.video_ids] for a in batch.video_ids])
     assert torch.equal(mask, same) and mask[:5, :5].all() and not mask[5, 0]
 

@@ -56,7 +56,7 @@ class Batch:
     video_targets: dict[str, torch.Tensor]  # union over all captions of the video
     text_targets: dict[str, torch.Tensor]  # this caption's own attributes
     tokens: list[list[str]]  # the caption tokens (spaCy tokenisation, lower-cased), B lists
-    video_ids: list[str]  # B video ids (a video may repeat; see positive_mask)
+    video_ids: list[str]  # B video ids (a video may repeat; see video_keys)
     caption_ids: list[str]  # B caption ids
     regions: torch.Tensor | None = None  # (B, T, R, D_r) optional region features
     # the captions that have a role-swapped reading (see ``role_swap``), for
@@ -65,13 +65,6 @@ class Batch:
     # (B,) int64 the video's index in its split (``collate_pairs``): equal rows show one video,
     # and the numbers mean the same in every process of a distributed run
     video_keys: torch.Tensor | None = None
-
-    @property
-    def positive_mask(self) -> torch.Tensor:
-        """(B, B) bool: True where caption i and video j belong to the same video id."""
-        index = {vid: i for i, vid in enumerate(dict.fromkeys(self.video_ids))}
-        ids = torch.tensor([index[v] for v in self.video_ids])
-        return ids[:, None] == ids[None, :]
 
     def rows(self, start: int, stop: int) -> Batch:
         """The pairs ``start:stop`` as a batch of their own (a micro-batch, or one process's

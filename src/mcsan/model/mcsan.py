@@ -148,6 +148,25 @@ class MCSAN(nn.Module):
             order_swap=self._order_swap(batch, video) if order_swaps else None,
         )
 
+    def _encode_reading(
+        self,
+        batch: Batch,
+        rows: torch.Tensor,
+        words: torch.Tensor,
+        tokens: list[list[str]],
+        relation_orders: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        # another reading of the captions at rows (S,): their spans and masks, other words
+        # (S, L) or event orders (S, R) -> level -> (S, E), unit norm
+        return self.encode_text(
+            words,
+            batch.word_mask[rows],
+            {level: mask[rows] for level, mask in batch.level_masks.items()},
+            batch.role_masks[rows],
+            tokens,
+            relation_orders,
+        )
+
     def _order_swap(self, batch: Batch, video: dict[str, torch.Tensor]) -> SwapScores | None:
         # video level -> (B, E) -> relationship cosine of each order-swapped caption with its
         # own video, for the captions with two event ranks or more
@@ -165,12 +184,8 @@ class MCSAN(nn.Module):
         reversed_orders = torch.where(
             ordered > 0, first[rows, None] + last[rows, None] - ordered, ordered
         )  # (S, R): first and last rank exchanged, unordered triples left alone
-        swapped = self.encode_text(
-            batch.words[rows],
-            batch.word_mask[rows],
-            {level: mask[rows] for level, mask in batch.level_masks.items()},
-            batch.role_masks[rows],
-            [batch.tokens[i] for i in rows.tolist()],
+        swapped = self._encode_reading(
+            batch, rows, batch.words[rows], [batch.tokens[i] for i in rows.tolist()],
             reversed_orders,
         )["relationship"]  # (S, E)
         own_video = video["relationship"][rows]  # (S, E)
@@ -184,13 +199,8 @@ class MCSAN(nn.Module):
         if swaps is None:
             return SwapScores(present, scores)
         rows = swaps.rows  # (S,)
-        swapped = self.encode_text(
-            swaps.words,
-            batch.word_mask[rows],
-            {level: mask[rows] for level, mask in batch.level_masks.items()},
-            batch.role_masks[rows],
-            swaps.tokens,
-            batch.relation_orders[rows],
+        swapped = self._encode_reading(
+            batch, rows, swaps.words, swaps.tokens, batch.relation_orders[rows]
         )  # level -> (S, E)
         fused = self._weighted_sum(
             {level: (swapped[level] * video[level][rows]).sum(-1) for level in self.levels}

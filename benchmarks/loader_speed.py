@@ -48,7 +48,7 @@ from mcsan.data.prepare import load_prepared, prepare
 from mcsan.data.synth import synth_config, write_synth
 from mcsan.demo import DEMO_OVERRIDES
 from mcsan.factory import build_loss, build_model
-from mcsan.train import parameter_groups, training_loader, training_step
+from mcsan.train import build_optimizer, training_loader, training_step
 
 
 def time_loader(pairs, config: Config, sizes: dict[str, int], batches: int, repeats: int,
@@ -83,8 +83,7 @@ def training_setup(config: Config, prepared, feature_dim: int, device: torch.dev
     builds."""
     torch.manual_seed(0)
     model = build_model(config, prepared, feature_dim).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr,
-                                  weight_decay=config.train.weight_decay)
+    optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp and device.type == "cuda")
     return model, build_loss(config, model), optimizer, scheduler, scaler

@@ -728,15 +728,128 @@ def test_event_order_reaches_both_sides_only_when_enabled():
     assert torch.count_nonzero(model.text.order_embedding.weight[0]) == 0
 
 
-def test_checkpoints_saved_before_event_order_load_without_it(tmp_path):
+@pytest.mark.parametrize("setting", ["event_order", "input_norm_affine"])
+def test_checkpoints_saved_before_a_model_setting_load_with_its_legacy_value(tmp_path, setting):
     import json
 
-    from mcsan.checkpoint import _saved_config
+    from mcsan.checkpoint import LEGACY_MODEL_SETTINGS, _saved_config
     from mcsan.config import Config
 
     Config().save(tmp_path / "config.json")
-    assert _saved_config(tmp_path / "config.json").model.event_order is True
+    today = getattr(_saved_config(tmp_path / "config.json").model, setting)
+    assert today == getattr(ModelConfig(), setting) != LEGACY_MODEL_SETTINGS[setting]
     saved = json.loads((tmp_path / "config.json").read_text())
-    del saved["model"]["event_order"]  # as a checkpoint written before the setting existed
+    del saved["model"][setting]  # as a checkpoint written before the setting existed
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert _saved_config(tmp_path / "config.json").model.event_order is False
+    legacy = getattr(_saved_config(tmp_path / "config.json").model, setting)
+    assert legacy == LEGACY_MODEL_SETTINGS[setting]
+
+
+def test_input_norm_affine_builds_the_scale_and_shift_older_checkpoints_hold():
+    torch.manual_seed(0)
+    assert "video.input_norm.weight" not in build().state_dict()
+    older = build(small_config(input_norm_affine=True)).state_dict()
+    assert older["video.input_norm.weight"].shape == (VIDEO_DIM,)
+    assert older["video.input_norm.bias"].shape == (VIDEO_DIM,)
+
+
+def test_temporal_layer_is_torchs_pre_norm_encoder_layer():
+    """Same parameter names, the same initial values under one seed, and the same function and
+    gradients at the real frames, with and without autograd (torch's layer takes another
+    path without it)."""
+    from torch import nn
+
+    from mcsan.model.video import TemporalLayer
+
+    torch.manual_seed(0)
+    reference = nn.TransformerEncoderLayer(32, 4, 64, 0.1, "gelu", batch_first=True,
+                                           norm_first=True)
+    torch.manual_seed(0)
+    layer = TemporalLayer(32, 4, 0.1)
+    assert list(layer.state_dict()) == list(reference.state_dict())
+    for name, value in reference.state_dict().items():
+        assert torch.equal(layer.state_dict()[name], value), name
+    with torch.no_grad():  # both start from other weights than the initial ones
+        for parameter in reference.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    layer.load_state_dict(reference.state_dict())
+    reference.eval(), layer.eval()
+    x = torch.randn(5, 7, 32, requires_grad=True)
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    mask[1, 4:], mask[3, 1:] = False, False  # padded frames; row 3 has a single real one
+    expected = reference(x, src_key_padding_mask=~mask)[mask]
+    got = layer(x, mask)[mask]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(expected)
+    inputs = [x, *reference.parameters()]
+    for want, have in zip(torch.autograd.grad((expected * weights).sum(), inputs),
+                          torch.autograd.grad((got * weights).sum(), [x, *layer.parameters()]),
+                          strict=True):
+        torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, mask)[mask],
+                                   reference(x, src_key_padding_mask=~mask)[mask],
+                                   rtol=1e-5, atol=1e-5)
+    # the padded frames are keys no real frame attends to
+    changed = x.detach().clone()
+    changed[1, 4:] += 100.0
+    with torch.no_grad():
+        torch.testing.assert_close(layer(changed, mask)[1, :4], layer(x, mask)[1, :4])
+
+
+def test_motion_convolution_is_the_depthwise_conv1d_over_time():
+    from torch import nn
+
+    from mcsan.model.video import MotionEncoder
+
+    torch.manual_seed(0)
+    motion = MotionEncoder(8, dropout=0.0)
+    frames, context = torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[2, 4:] = False
+    keep = mask[..., None].float()
+    step = (frames[:, 1:] - frames[:, :-1]) * keep[:, 1:] * keep[:, :-1]
+    stacked = torch.cat([context, torch.cat([torch.zeros_like(frames[:, :1]), step], 1)], -1) * keep
+    convolved = motion.temporal_conv(stacked.transpose(1, 2)).transpose(1, 2)  # torch's Conv1d
+    expected = motion.norm(stacked + nn.functional.gelu(convolved)) * keep
+    torch.testing.assert_close(motion(frames, context, mask), expected)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_drops_at_its_rate_in_every_lane_and_scales_the_rest(p):
+    """Every 64-bit draw feeds four elements: each of the four positions keeps 1 - p of its
+    elements (a draw without the sign bit would keep all of the fourth at p = 0.5)."""
+    from mcsan.model.blocks import Dropout
+
+    dropout = Dropout(p)
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1024) + 1.0  # no zero of its own
+    out = dropout(x)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], x[kept] * dropout.scale)
+    assert dropout.scale == pytest.approx(1 / (1 - p), rel=1e-4)
+    per_lane = kept.view(-1, 4).float().mean(dim=0)  # (4,)
+    spread = 5 * math.sqrt(p * (1 - p) / (x.numel() / 4))  # five standard deviations
+    assert ((per_lane - (1 - p)).abs() < spread).all(), per_lane
+    # rows look alike too: not one mask repeated
+    assert not torch.equal(kept[0], kept[1])
+
+
+def test_dropout_gradient_masks_like_the_output_and_seeds_repeat():
+    from mcsan.model.blocks import Dropout
+
+    dropout = Dropout(0.3)
+    x = torch.randn(33, 17, requires_grad=True)  # a size that is not a multiple of four
+    torch.manual_seed(1)
+    out = dropout(x)
+    (out * 2).sum().backward()
+    kept = out.detach() != 0
+    assert torch.equal(x.grad, kept.float() * 2 * dropout.scale)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x), out)
+    assert not torch.equal(dropout(x), out)  # the next draw is another mask
+    dropout.eval()
+    assert dropout(x) is x
+    assert Dropout(0.0)(x) is x
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)

@@ -236,7 +236,7 @@ def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
 # ----- loading -----------------------------------------------------------------------------
 # Model settings added since the first checkpoints, with the value that reproduces a model
 # saved before they existed (a newer default may build another network).
-LEGACY_MODEL_SETTINGS = {"event_order": False}
+LEGACY_MODEL_SETTINGS = {"event_order": False, "input_norm_affine": True}
 
 
 def _saved_config(path: Path) -> Config:

@@ -82,6 +82,10 @@ class ModelConfig:
     # of its event's order in the caption ("X and then Y"; 0 where none is stated), each video
     # predicate slot the time encoding of the frames it attends (as subject and object do)
     event_order: bool = True
+    # a learned scale and shift after normalising the frame features: the frame projection
+    # that follows can absorb both, and without them that projection needs no input gradient
+    # (6 % of a training step's arithmetic at the default size)
+    input_norm_affine: bool = False
 
     @property
     def active_levels(self) -> tuple[str, ...]:

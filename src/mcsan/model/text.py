@@ -35,7 +35,7 @@ from torch import nn
 
 from mcsan.config import ModelConfig
 from mcsan.data.vocab import WORD_PAD
-from mcsan.model.blocks import AttentionPool, TripleEncoder
+from mcsan.model.blocks import AttentionPool, Dropout, TripleEncoder
 
 # Event orders the text side tells apart: 1, 2, 3 and "4 or later" (0: none stated).
 MAX_EVENT_ORDER = 4
@@ -168,7 +168,7 @@ class TextEncoder(nn.Module):
             raise ValueError(
                 f"model.text_encoder={config.text_encoder!r}; choose gru or sentence_transformer"
             )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.event_order = config.event_order and "relationship" in self.levels
         if "relationship" in self.levels:
             self.empty_role = nn.Parameter(torch.zeros(3, hidden))  # subject, predicate, object

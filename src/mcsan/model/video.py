@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from mcsan.config import ModelConfig
-from mcsan.model.blocks import AttentionPool, TripleEncoder
+from mcsan.model.blocks import AttentionPool, Dropout, TripleEncoder
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -50,6 +50,65 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
 def attention_heads(dim: int) -> int:
     """The largest of 8, 4, 2, 1 heads that divides ``dim``."""
     return next(h for h in (8, 4, 2, 1) if dim % h == 0)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the frames, batch first, with a key padding mask.
+
+    The parameters, their names and their initialisation are those of ``nn.MultiheadAttention``
+    (checkpoints of either load into the other); the layout stays (B, heads, T, d) from the
+    input projection to the output, where torch's module works sequence first and copies.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))  # query, key, value
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+        self.dropout = Dropout(dropout)
+        self.scale = (dim // heads) ** -0.5
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x (B, T, H), mask (B, T) bool, True at real frames -> (B, T, H)
+        batch, length, dim = x.shape
+        qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3H)
+        qkv = qkv.view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)  # (B, heads, T, d) each
+        scores = (query * self.scale) @ key.transpose(-1, -2)  # (B, heads, T, T)
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        weights = self.dropout(scores.softmax(dim=-1))  # (B, heads, T, T)
+        attended = (weights @ value).transpose(1, 2).reshape(batch, length, dim)  # (B, T, H)
+        return self.out_proj(attended)
+
+
+class TemporalLayer(nn.Module):
+    """A pre-norm transformer encoder layer (GELU feed-forward of twice the width).
+
+    The function, parameter names and initialisation of ``nn.TransformerEncoderLayer(dim,
+    heads, 2 * dim, dropout, "gelu", batch_first=True, norm_first=True)``, built from
+    :class:`SelfAttention` and :class:`Dropout`, whose CPU masks are the cheaper part.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(dim, heads, dropout)
+        self.linear1 = nn.Linear(dim, 2 * dim)
+        self.linear2 = nn.Linear(2 * dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = Dropout(dropout)  # inside the feed-forward
+        self.dropout1 = Dropout(dropout)  # on the attention's output
+        self.dropout2 = Dropout(dropout)  # on the feed-forward's output
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x (B, T, H), mask (B, T) bool, True at real frames -> (B, T, H)
+        x = x + self.dropout1(self.self_attn(self.norm1(x), mask))
+        hidden = self.dropout(nn.functional.gelu(self.linear1(self.norm2(x))))  # (B, T, 2H)
+        return x + self.dropout2(self.linear2(hidden))
 
 
 class SlotAttention(nn.Module):
@@ -70,7 +129,7 @@ class SlotAttention(nn.Module):
         self.value = nn.Linear(token_dim, dim)
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+            nn.Linear(dim, 2 * dim), nn.GELU(), Dropout(dropout), nn.Linear(2 * dim, dim)
         )
         self.out_norm = nn.LayerNorm(dim)
         self.scale = dim**-0.5
@@ -81,7 +140,7 @@ class SlotAttention(nn.Module):
         # tokens (B, N, Din), mask (B, N) bool, times (1, N, H) time encoding of each token
         # -> slots (B, K, H), slot_times (B, K, H)
         query_keys = self.queries @ self.key.weight  # (K, Din)
-        scores = torch.einsum("kd,bnd->bkn", query_keys, tokens) * self.scale  # (B, K, N)
+        scores = torch.matmul(query_keys, tokens.transpose(1, 2)) * self.scale  # (B, K, N)
         scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         weights = scores.softmax(dim=-1)  # (B, K, N)
         slots = self.value(weights @ tokens)  # (B, K, H)
@@ -97,7 +156,7 @@ class MotionEncoder(nn.Module):
         super().__init__()
         self.temporal_conv = nn.Conv1d(2 * dim, 2 * dim, kernel_size=3, padding=1, groups=2 * dim)
         self.norm = nn.LayerNorm(2 * dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, frames: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
@@ -107,7 +166,12 @@ class MotionEncoder(nn.Module):
         step = (frames[:, 1:] - frames[:, :-1]) * keep[:, 1:] * keep[:, :-1]  # (B, T-1, H)
         difference = torch.cat([torch.zeros_like(frames[:, :1]), step], dim=1)  # (B, T, H)
         motion = torch.cat([context, difference], dim=-1) * keep  # (B, T, 2H)
-        convolved = self.temporal_conv(motion.transpose(1, 2)).transpose(1, 2)  # (B, T, 2H)
+        # the (B, T, 2H) layout is (B, 2H, 1, T) in channels-last order: no transposed copy
+        as_image = motion.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        convolved = nn.functional.conv2d(
+            as_image, self.temporal_conv.weight.unsqueeze(2), self.temporal_conv.bias,
+            padding=(0, 1), groups=self.temporal_conv.groups,
+        ).squeeze(2).transpose(1, 2)  # (B, T, 2H)
         return self.norm(motion + self.dropout(nn.functional.gelu(convolved))) * keep
 
 
@@ -127,18 +191,10 @@ class VideoEncoder(nn.Module):
         self.uses_motion = "action" in self.levels or "relationship" in self.levels
         self.entity_order_blind = config.entity_order_blind
         self.event_order = config.event_order
-        self.input_norm = nn.LayerNorm(video_dim)
+        self.input_norm = nn.LayerNorm(video_dim, elementwise_affine=config.input_norm_affine)
         self.frame_proj = nn.Linear(video_dim, hidden)
-        self.dropout = nn.Dropout(config.dropout)
-        self.temporal = nn.TransformerEncoderLayer(
-            hidden,
-            attention_heads(hidden),
-            dim_feedforward=2 * hidden,
-            dropout=config.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
+        self.dropout = Dropout(config.dropout)
+        self.temporal = TemporalLayer(hidden, attention_heads(hidden), config.dropout)
         self.context_norm = nn.LayerNorm(hidden)
 
         if self.uses_entity_tokens and region_dim:
@@ -184,7 +240,7 @@ class VideoEncoder(nn.Module):
         frames_count = video.shape[1]
         times = sinusoidal_positions(frames_count, self.frame_proj.out_features, video.device)
         frames = self.dropout(self.frame_proj(self.input_norm(video)))  # (B, T, H)
-        context = self.temporal(frames + times, src_key_padding_mask=~video_mask)
+        context = self.temporal(frames + times, video_mask)
         context = self.context_norm(context)  # (B, T, H)
 
         states: dict[str, torch.Tensor] = {}

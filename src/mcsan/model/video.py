@@ -90,7 +90,7 @@ class TemporalLayer(nn.Module):
 
     The function, parameter names and initialisation of ``nn.TransformerEncoderLayer(dim,
     heads, 2 * dim, dropout, "gelu", batch_first=True, norm_first=True)``, built from
-    :class:`SelfAttention` and :class:`Dropout`, whose CPU masks are the cheaper part.
+    :class:`SelfAttention` and the CPU-cheap :class:`Dropout` (checkpoints load unchanged).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -100,13 +101,8 @@ def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
                                _dilation, transposed, _output_padding, _groups,
                                [output_mask[0], False], out_val=out_shape)  # input gradient
     if output_mask[1]:  # each weight meets every output position of every sample once
-        positions = 1
-        for size in (x_shape if transposed else grad_out_shape)[2:]:
-            positions *= size
-        weights = 1
-        for size in w_shape:
-            weights *= size
-        flops += 2 * weights * grad_out_shape[0] * positions
+        positions = math.prod((x_shape if transposed else grad_out_shape)[2:])
+        flops += 2 * math.prod(w_shape) * grad_out_shape[0] * positions
     return flops
 
 

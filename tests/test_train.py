@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from mcsan.checkpoint import load_checkpoint
 from mcsan.config import Config, apply_overrides
 from mcsan.model.mcsan import MCSAN
-from mcsan.train import NonFiniteLossError, lr_factor, parameter_groups, train
+from mcsan.train import NonFiniteLossError, build_optimizer, lr_factor, parameter_groups, train
 
 TINY = [
     "train.epochs=2",
@@ -191,7 +191,7 @@ def test_pretrained_backbone_trains_at_its_own_learning_rate():
     )
     sizes = {"entity": 3, "action": 3, "relationship": 3}
     model = MCSAN(config.model, 8, 20, sizes)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.train.lr)
+    optimizer = build_optimizer(model, config)
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 2e-5]
     backbone = {id(p) for p in model.text.backbone.parameters()}
     assert {id(p) for p in optimizer.param_groups[1]["params"]} == backbone

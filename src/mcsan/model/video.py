@@ -168,9 +168,10 @@ class MotionEncoder(nn.Module):
         motion = torch.cat([context, difference], dim=-1) * keep  # (B, T, 2H)
         # the (B, T, 2H) layout is (B, 2H, 1, T) in channels-last order: no transposed copy
         as_image = motion.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        conv = self.temporal_conv
         convolved = nn.functional.conv2d(
-            as_image, self.temporal_conv.weight.unsqueeze(2), self.temporal_conv.bias,
-            padding=(0, 1), groups=self.temporal_conv.groups,
+            as_image, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
+            groups=conv.groups,
         ).squeeze(2).transpose(1, 2)  # (B, T, 2H)
         return self.norm(motion + self.dropout(nn.functional.gelu(convolved))) * keep
 
